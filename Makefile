@@ -1,0 +1,70 @@
+# abacus — one GNU Makefile.  `make` builds the release worker, `make test` runs
+# everything under ASan+UBSan, `make run` starts the local stack.
+
+CC       ?= cc
+PKGS     := hiredis
+WARNINGS := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
+            -Wpointer-arith -Wformat=2
+CPPFLAGS += -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrt
+
+RELEASE_CFLAGS := -O2 -g $(WARNINGS)
+TEST_CFLAGS    := -O1 -g $(WARNINGS) -Werror -fsanitize=address,undefined \
+                  -fno-sanitize-recover=all -fno-omit-frame-pointer
+TEST_LDFLAGS   := -fsanitize=address,undefined
+
+LIB_SRC  := $(wildcard lib/*.c)
+UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
+
+REL      := build/release
+TST      := build/test
+
+.PHONY: all test unit integration run deps lint clean bench
+all: $(REL)/abacus.fcgi
+
+# ---- release build -------------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
+
+$(REL)/abacus.fcgi: $(REL)/abacus.fcgi.o $(LIB_SRC:%.c=$(REL)/%.o)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+# ---- sanitizer build and unit tests --------------------------------------
+$(TST)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags check 2>/dev/null) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+
+$(TST)/abacus.fcgi: $(TST)/abacus.fcgi.o $(LIB_SRC:%.c=$(TST)/%.o)
+	$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(TST)/check_%: $(TST)/tests/check_%.o $(LIB_SRC:%.c=$(TST)/%.o)
+	$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+
+deps:
+	@tools/deps.sh
+
+unit: $(UNITS:%=$(TST)/check_%) $(TST)/abacus.fcgi
+	@tests/run-unit.sh $(UNITS:%=$(TST)/check_%)
+
+integration: $(TST)/abacus.fcgi
+	@tests/run-integration.sh
+
+# `make test` on a fresh machine: packages, sanitizer build, unit tests, then
+# every integration suite against real servers; stops at the first failure.
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+run: deps all
+	@tools/abacus-stack run
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --suppress=missingIncludeSystem -Ilib abacus.fcgi.c lib tests
+	clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,338 @@
+/*
+ * abacus.fcgi — the FastCGI worker: start-up, the accept loop and the route
+ * table.  Everything else lives in lib/, one module per concern.
+ *
+ * Each worker serves one request at a time (libfcgi's FCGX API) and keeps one
+ * Redis connection.  lighttpd's mod_fastcgi (bin-path, max-procs) or
+ * spawn-fcgi + multiwatch start N of them on one socket.
+ */
+
+#include <fcgiapp.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "body.h"
+#include "config.h"
+#include "http.h"
+#include "idem.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "store.h"
+
+#define ABACUS_VERSION "0.1.0"
+
+/* The worker's long-lived state, set up once in main(). */
+static struct {
+	struct config cfg;
+	struct auth *auth;
+	struct store *store;
+} worker;
+
+typedef void (*handler_fn)(struct request *r);
+
+/* ---- replies shared by the handlers ---- */
+
+/* Maps a store failure to its problem; STORE_OK and STORE_REPLAYED are no failure. */
+static bool store_ok_or_problem(struct request *r, enum store_status status)
+{
+	static const struct { enum problem problem; const char *detail; } failures[STORE_STATUS_COUNT] = {
+		[STORE_KEY_CONFLICT] = { PROBLEM_IDEMPOTENCY_CONFLICT,
+		                         "this Idempotency-Key was already used with another number" },
+		[STORE_OVERFLOW] = { PROBLEM_OUT_OF_RANGE, "the result would leave the int64 range; the sum is unchanged" },
+		[STORE_NOT_INTEGER] = { PROBLEM_SUM_NOT_INTEGER, "the stored sum is not an integer; an operator must repair it" },
+		[STORE_RATE_LIMITED] = { PROBLEM_RATE_LIMITED, "rate limit exceeded; retry after Retry-After seconds" },
+		[STORE_UNAVAILABLE] = { PROBLEM_REDIS_UNAVAILABLE, "Redis is unreachable or refusing writes; retry shortly" },
+	};
+	struct log_line l;
+
+	if (status == STORE_OK || status == STORE_REPLAYED)
+		return true;
+	http_problem(r, failures[status].problem, failures[status].detail);
+	if (status == STORE_UNAVAILABLE)
+		http_add_header(r, "Retry-After", "1");
+	if (status != STORE_UNAVAILABLE &&
+	    log_begin(&l, LOG_LEVEL_WARN, store_strerror(status), r->request_id)) {
+		log_str(&l, "key_id", r->caller.key_id);
+		log_str(&l, "limit_id", r->caller.limit_id);
+		log_end(&l);
+	}
+	return false;
+}
+
+/* Auth, then the rate-limit identity: the guard of every route under /abacus/. */
+static bool caller_or_problem(struct request *r, enum auth_need need)
+{
+	if (!auth_check_or_problem(worker.auth, r, need))
+		return false;
+	ratelimit_identify(r, &worker.cfg);
+	return true;
+}
+
+static void log_sum_event(struct request *r, const char *event, int64_t delta, int64_t sum)
+{
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_INFO, event, r->request_id)) {
+		log_int(&l, "delta", delta);
+		log_int(&l, "sum", sum);
+		log_str(&l, "key_id", r->caller.key_id);
+		log_end(&l);
+	}
+}
+
+/* ---- handlers ---- */
+
+static void handle_get_sum(struct request *r)
+{
+	struct store_result res;
+	enum store_status status;
+
+	if (!caller_or_problem(r, AUTH_ANY))
+		return;
+	status = store_get(worker.store, &r->caller, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	if (!store_ok_or_problem(r, status))
+		return;
+	http_reply_json(r, 200, "{\"current_sum\":%" PRId64 "}", res.sum);
+}
+
+static void handle_post_number(struct request *r)
+{
+	struct store_result res;
+	struct idem_key key;
+	enum store_status status;
+	int64_t number;
+
+	if (!caller_or_problem(r, AUTH_ANY))
+		return;
+	if (!body_int64_or_problem(r, "number", &number))
+		return;
+	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
+		return;
+	status = store_add(worker.store, &r->caller, &key, number, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	if (!store_ok_or_problem(r, status))
+		return;
+	if (status == STORE_REPLAYED)
+		http_add_header(r, "Idempotent-Replayed", "true");
+	log_sum_event(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", number, res.sum);
+	http_reply_json(r, 200, "{\"message\":\"Number added successfully.\",\"current_sum\":%" PRId64 "}",
+	                res.sum);
+}
+
+static void set_sum(struct request *r, int64_t value, const char *message)
+{
+	struct store_result res;
+	enum store_status status = store_set(worker.store, &r->caller, value, &res);
+
+	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	if (!store_ok_or_problem(r, status))
+		return;
+	log_sum_event(r, "sum_set", value, res.sum);
+	http_reply_json(r, 200, "{\"message\":\"%s\",\"new_sum\":%" PRId64 "}", message, res.sum);
+}
+
+static void handle_put_sum(struct request *r)
+{
+	int64_t number;
+
+	if (!caller_or_problem(r, AUTH_ADMIN))
+		return;
+	if (!body_int64_or_problem(r, "number", &number))
+		return;
+	set_sum(r, number, "Sum set successfully.");
+}
+
+static void handle_delete_sum(struct request *r)
+{
+	if (!caller_or_problem(r, AUTH_ADMIN))
+		return;
+	set_sum(r, 0, "Sum reset successfully.");
+}
+
+static void handle_healthz(struct request *r)
+{
+	http_reply_json(r, 200, "{\"status\":\"ok\"}");
+}
+
+static void handle_readyz(struct request *r)
+{
+	if (store_ping(worker.store) != STORE_OK) {
+		http_problem(r, PROBLEM_REDIS_UNAVAILABLE, "Redis did not answer PING in time");
+		http_add_header(r, "Retry-After", "1");
+		return;
+	}
+	http_reply_json(r, 200, "{\"status\":\"ready\"}");
+}
+
+/* ---- routing ---- */
+
+struct route {
+	const char *path;
+	const char *allow;                      /* the Allow header for a 405 */
+	handler_fn handlers[HTTP_METHOD_COUNT]; /* NULL: method not allowed */
+};
+
+static const struct route routes[] = {
+	{ "/abacus/sum", "GET, HEAD, PUT, DELETE",
+	  { [HTTP_GET] = handle_get_sum, [HTTP_HEAD] = handle_get_sum,
+	    [HTTP_PUT] = handle_put_sum, [HTTP_DELETE] = handle_delete_sum } },
+	{ "/abacus/number", "POST", { [HTTP_POST] = handle_post_number } },
+	{ "/healthz", "GET, HEAD", { [HTTP_GET] = handle_healthz, [HTTP_HEAD] = handle_healthz } },
+	{ "/readyz", "GET, HEAD", { [HTTP_GET] = handle_readyz, [HTTP_HEAD] = handle_readyz } },
+};
+
+/* The request pipeline: route, then the handler. */
+static void dispatch(struct request *r)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *route = &routes[i];
+
+		if (!http_path_is(r, route->path))
+			continue;
+		if (route->handlers[r->method] == NULL) {
+			http_problem(r, PROBLEM_METHOD_NOT_ALLOWED, "see the Allow header");
+			http_add_header(r, "Allow", route->allow);
+			return;
+		}
+		route->handlers[r->method](r);
+		return;
+	}
+	http_problem(r, PROBLEM_NOT_FOUND, "no such route");
+}
+
+/* ---- FastCGI glue ---- */
+
+static size_t fcgi_read(void *ctx, char *buf, size_t n)
+{
+	int got = FCGX_GetStr(buf, n > 65536 ? 65536 : (int)n, ((FCGX_Request *)ctx)->in);
+
+	return got > 0 ? (size_t)got : 0;
+}
+
+static void write_response(FCGX_Request *fcgi, const struct request *r)
+{
+	char head[HTTP_HEADERS_MAX + 512];
+	size_t head_len = http_format_head(r, head, sizeof(head));
+	size_t body_len;
+	const char *body = http_body(r, &body_len);
+
+	FCGX_PutStr(head, (int)head_len, fcgi->out);
+	if (r->method != HTTP_HEAD)
+		FCGX_PutStr(body, (int)body_len, fcgi->out);
+}
+
+static void log_request(const struct request *r, long long duration_us)
+{
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_DEBUG, "request", r->request_id)) {
+		log_str(&l, "method", http_param(r, "REQUEST_METHOD"));
+		log_strn(&l, "path", r->path, r->path_len > 200 ? 200 : r->path_len);
+		log_int(&l, "status", r->resp.status);
+		log_int(&l, "duration_us", duration_us);
+		log_end(&l);
+	}
+}
+
+static long long elapsed_us(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - start->tv_sec) * 1000000 + (now.tv_nsec - start->tv_nsec) / 1000;
+}
+
+static const char *lookup_env(const char *name)
+{
+	return getenv(name);
+}
+
+/* Loads the configuration and the modules; exits with a clear message if it cannot. */
+static void start(void)
+{
+	char err[256];
+
+	if (!config_load(&worker.cfg, lookup_env, err, sizeof(err))) {
+		log_message(LOG_LEVEL_ERROR, "config_error", NULL, err);
+		exit(78); /* EX_CONFIG */
+	}
+	log_set_level(worker.cfg.log_level);
+	config_log_effective(&worker.cfg);
+	if (!worker.cfg.auth_enabled)
+		log_message(LOG_LEVEL_WARN, "auth_disabled", NULL,
+		            "no API key required: anyone who reaches this service can change the sum");
+	else if (worker.cfg.admin_keys.count == 0)
+		log_message(LOG_LEVEL_WARN, "admin_keys_unset", NULL,
+		            "ABACUS_ADMIN_API_KEYS is not set: every API key may PUT and DELETE the sum");
+	body_set_limit((size_t)worker.cfg.max_body_bytes);
+
+	worker.auth = auth_new(&worker.cfg);
+	if (worker.auth == NULL) {
+		log_message(LOG_LEVEL_ERROR, "config_error", NULL, "cannot build the API key table");
+		exit(78);
+	}
+	{
+		struct store_options opt;
+
+		store_options_from_config(&opt, &worker.cfg);
+		worker.store = store_new(&opt);
+	}
+	if (worker.store == NULL) {
+		log_message(LOG_LEVEL_ERROR, "startup_error", NULL, "out of memory");
+		exit(1);
+	}
+	/* The key lists are no longer needed: only digests stay in memory. */
+	config_free(&worker.cfg);
+	if (!store_connect(worker.store))
+		log_message(LOG_LEVEL_WARN, "redis_unavailable", NULL,
+		            "Redis is not reachable yet; answering 503 until it is");
+}
+
+int main(int argc, char **argv)
+{
+	FCGX_Request fcgi;
+
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		printf("abacus %s\n", ABACUS_VERSION);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && strcmp(argv[1], "--check-config") == 0) {
+		char err[256];
+
+		if (!config_load(&worker.cfg, lookup_env, err, sizeof(err))) {
+			log_message(LOG_LEVEL_ERROR, "config_error", NULL, err);
+			return 78;
+		}
+		config_log_effective(&worker.cfg);
+		config_free(&worker.cfg);
+		return 0;
+	}
+	start();
+	log_message(LOG_LEVEL_INFO, "worker_started", NULL, "abacus " ABACUS_VERSION);
+
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
+		log_message(LOG_LEVEL_ERROR, "startup_error", NULL, "FastCGI initialisation failed");
+		return 1;
+	}
+	while (FCGX_Accept_r(&fcgi) >= 0) {
+		struct request r;
+		struct timespec started;
+
+		clock_gettime(CLOCK_MONOTONIC, &started);
+		http_request_init(&r, fcgi.envp, fcgi_read, &fcgi);
+		dispatch(&r);
+		write_response(&fcgi, &r);
+		FCGX_Finish_r(&fcgi);
+		log_request(&r, elapsed_us(&started));
+	}
+	store_free(worker.store);
+	auth_free(worker.auth);
+	return 0;
+}

@@ -1,0 +1,59 @@
+#ifndef ABACUS_BODY_H
+#define ABACUS_BODY_H
+
+/*
+ * Request bodies: {"number": N} and nothing looser (SPEC section 2).
+ *
+ * The parser is a strict RFC 8259 validator written for this one job rather
+ * than json-c: json-c 0.16 accepts NaN and single-quoted strings even in
+ * strict mode, silently clamps integers below INT64_MIN, and keeps the last of
+ * duplicate members; each of those would let an ambiguous body change the
+ * sum.  See docs/API.md "Request bodies".
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+
+#define BODY_MAX_DEPTH 32      /* nesting deeper than this is refused */
+
+enum body_err {
+	BODY_OK = 0,
+	BODY_MALFORMED,         /* not one valid JSON text (syntax, UTF-8, trailing bytes) */
+	BODY_TOO_DEEP,          /* nesting deeper than BODY_MAX_DEPTH */
+	BODY_NOT_OBJECT,        /* valid JSON, but not an object */
+	BODY_FIELD_MISSING,     /* the object has no such member */
+	BODY_FIELD_DUPLICATE,   /* the member appears more than once */
+	BODY_FIELD_NOT_INTEGER, /* string, boolean, null, fraction, exponent, ... */
+	BODY_FIELD_OUT_OF_RANGE,/* an integer outside int64 */
+	BODY_ERR_COUNT
+};
+
+/* A constant sentence describing err, for problem details and logs. */
+const char *body_strerror(enum body_err err);
+
+/*
+ * Parses buf[0..len) (need not be NUL-terminated) as one JSON object and
+ * stores its member `field` in *out.  Returns BODY_OK, or the first error;
+ * *out is untouched on error.
+ */
+enum body_err body_parse_int64_field(const char *buf, size_t len, const char *field, int64_t *out);
+
+/*
+ * True if a Content-Type names application/json (case-insensitive, parameters
+ * such as charset allowed).  NULL or empty (no header) counts as JSON.
+ */
+bool body_media_type_is_json(const char *content_type);
+
+/* Sets the body size limit (ABACUS_MAX_BODY_BYTES).  Default 4096. */
+void body_set_limit(size_t max_bytes);
+
+/*
+ * Reads the request body and parses `field` from it.  On failure it has
+ * already set the problem response (411, 413, 415 or 400) and returns false.
+ */
+bool body_int64_or_problem(struct request *r, const char *field, int64_t *out);
+
+#endif

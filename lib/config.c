@@ -1,0 +1,627 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "sha256.h"
+
+#define KEYS_FILE_MAX (1024 * 1024)
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+bool config_parse_long(const char *text, long min, long max, long *out)
+{
+	const char *p = text;
+	bool negative = false;
+	long value = 0;
+
+	if (text == NULL || *p == '\0')
+		return false;
+	if (*p == '-') {
+		negative = true;
+		p++;
+	}
+	if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '\0'))
+		return false;
+	for (; *p != '\0'; p++) {
+		int digit;
+
+		if (*p < '0' || *p > '9')
+			return false;
+		digit = *p - '0';
+		if (value > (__LONG_MAX__ - digit) / 10)
+			return false;
+		value = value * 10 + digit;
+	}
+	if (negative)
+		value = -value;
+	if (negative && value == 0)
+		return false;           /* "-0" */
+	if (value < min || value > max)
+		return false;
+	*out = value;
+	return true;
+}
+
+bool config_parse_bool(const char *text, bool *out)
+{
+	static const char *const yes[] = { "true", "1", "yes", "on" };
+	static const char *const no[] = { "false", "0", "no", "off" };
+
+	for (size_t i = 0; text != NULL && i < 4; i++) {
+		if (strcasecmp(text, yes[i]) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcasecmp(text, no[i]) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Copies src[0..n) to dst (cap bytes), decoding %XX.  False on bad escape or overflow. */
+static bool percent_decode(char *dst, size_t cap, const char *src, size_t n)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = src[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				return false;
+			hi = hex_value(src[i + 1]);
+			lo = hex_value(src[i + 2]);
+			if (hi < 0 || lo < 0)
+				return false;
+			c = (char)(hi * 16 + lo);
+			if (c == '\0')
+				return false;
+			i += 2;
+		}
+		if (at + 1 >= cap)
+			return false;
+		dst[at++] = c;
+	}
+	dst[at] = '\0';
+	return true;
+}
+
+/* Parses "user:password@" (already cut out, without the '@'). */
+static bool parse_userinfo(const char *s, size_t n, struct redis_target *out,
+                           char *err, size_t errlen)
+{
+	const char *colon = memchr(s, ':', n);
+
+	if (colon == NULL)
+		return fail(err, errlen, "REDIS_URL: credentials must be user:password or :password");
+	if (!percent_decode(out->user, sizeof(out->user), s, (size_t)(colon - s)) ||
+	    !percent_decode(out->password, sizeof(out->password), colon + 1,
+	                    n - (size_t)(colon - s) - 1))
+		return fail(err, errlen, "REDIS_URL: user or password is too long or badly percent-encoded");
+	out->has_password = true;
+	return true;
+}
+
+static bool parse_db(const char *text, int *db)
+{
+	long v;
+
+	if (!config_parse_long(text, 0, 65535, &v))
+		return false;
+	*db = (int)v;
+	return true;
+}
+
+static bool parse_tcp_url(const char *rest, struct redis_target *out, char *err, size_t errlen)
+{
+	const char *at = strrchr(rest, '@');
+	const char *slash;
+	const char *host = rest;
+	const char *host_end;
+	const char *port = NULL;
+
+	if (at != NULL) {
+		if (!parse_userinfo(rest, (size_t)(at - rest), out, err, errlen))
+			return false;
+		host = at + 1;
+	}
+	slash = strchr(host, '/');
+	host_end = slash != NULL ? slash : host + strlen(host);
+
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(host_end - host));
+
+		if (close == NULL)
+			return fail(err, errlen, "REDIS_URL: unclosed '[' in host");
+		if (close + 1 < host_end) {
+			if (close[1] != ':')
+				return fail(err, errlen, "REDIS_URL: junk after ']'");
+			port = close + 2;
+		}
+		if ((size_t)(close - host - 1) >= sizeof(out->host) || close == host + 1)
+			return fail(err, errlen, "REDIS_URL: bad host");
+		memcpy(out->host, host + 1, (size_t)(close - host - 1));
+		out->host[close - host - 1] = '\0';
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(host_end - host));
+		const char *name_end = colon != NULL ? colon : host_end;
+
+		if (name_end == host || (size_t)(name_end - host) >= sizeof(out->host))
+			return fail(err, errlen, "REDIS_URL: missing or too long host");
+		memcpy(out->host, host, (size_t)(name_end - host));
+		out->host[name_end - host] = '\0';
+		if (colon != NULL)
+			port = colon + 1;
+	}
+	for (const char *p = out->host; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
+			return fail(err, errlen, "REDIS_URL: bad character in host");
+
+	if (port != NULL) {
+		char digits[8];
+		long v;
+		size_t n = (size_t)(host_end - port);
+
+		if (n == 0 || n >= sizeof(digits))
+			return fail(err, errlen, "REDIS_URL: bad port");
+		memcpy(digits, port, n);
+		digits[n] = '\0';
+		if (!config_parse_long(digits, 1, 65535, &v))
+			return fail(err, errlen, "REDIS_URL: port must be 1..65535");
+		out->port = (int)v;
+	}
+	if (slash != NULL && slash[1] != '\0' && !parse_db(slash + 1, &out->db))
+		return fail(err, errlen, "REDIS_URL: database must be a number 0..65535");
+	return true;
+}
+
+static bool parse_unix_url(const char *rest, struct redis_target *out, char *err, size_t errlen)
+{
+	const char *query = strchr(rest, '?');
+	size_t n = query != NULL ? (size_t)(query - rest) : strlen(rest);
+
+	if (n == 0 || rest[0] != '/')
+		return fail(err, errlen, "REDIS_URL: unix:// needs an absolute socket path");
+	if (n >= sizeof(out->path))
+		return fail(err, errlen, "REDIS_URL: socket path too long");
+	memcpy(out->path, rest, n);
+	out->path[n] = '\0';
+	if (query == NULL)
+		return true;
+
+	/* Parameters: db=N, and user=/password= for a socket that needs AUTH. */
+	for (const char *p = query + 1; *p != '\0';) {
+		const char *amp = strchr(p, '&');
+		size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+		char value[256];
+
+		if (len > 3 && strncmp(p, "db=", 3) == 0) {
+			if (len - 3 >= sizeof(value) || !percent_decode(value, sizeof(value), p + 3, len - 3) ||
+			    !parse_db(value, &out->db))
+				return fail(err, errlen, "REDIS_URL: db must be a number 0..65535");
+		} else if (len >= 9 && strncmp(p, "password=", 9) == 0) {
+			if (!percent_decode(out->password, sizeof(out->password), p + 9, len - 9))
+				return fail(err, errlen, "REDIS_URL: bad password parameter");
+			out->has_password = true;
+		} else if (len >= 5 && strncmp(p, "user=", 5) == 0) {
+			if (!percent_decode(out->user, sizeof(out->user), p + 5, len - 5))
+				return fail(err, errlen, "REDIS_URL: bad user parameter");
+		} else {
+			return fail(err, errlen, "REDIS_URL: unknown parameter (known: db, user, password)");
+		}
+		p += len + (amp != NULL);
+	}
+	return true;
+}
+
+bool config_parse_redis_url(const char *url, struct redis_target *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	out->port = 6379;
+	if (strncmp(url, "redis://", 8) == 0) {
+		out->transport = REDIS_TRANSPORT_TCP;
+		return parse_tcp_url(url + 8, out, err, errlen);
+	}
+	if (strncmp(url, "unix://", 7) == 0) {
+		out->transport = REDIS_TRANSPORT_UNIX;
+		return parse_unix_url(url + 7, out, err, errlen);
+	}
+	if (strncmp(url, "rediss://", 9) == 0)
+		return fail(err, errlen, "REDIS_URL: TLS (rediss://) is not supported by this build");
+	return fail(err, errlen, "REDIS_URL must start with redis:// or unix://");
+}
+
+static bool key_is_valid(const char *key, size_t n)
+{
+	if (n == 0 || n > CONFIG_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (key[i] < 0x21 || key[i] > 0x7e || key[i] == ',')
+			return false;
+	return true;
+}
+
+static bool list_push(struct key_list *list, const char *key, size_t n)
+{
+	char **grown = realloc(list->keys, (list->count + 1) * sizeof(*grown));
+	char *copy;
+
+	if (grown == NULL)
+		return false;
+	list->keys = grown;
+	copy = strndup(key, n);
+	if (copy == NULL)
+		return false;
+	list->keys[list->count++] = copy;
+	return true;
+}
+
+bool config_add_keys(struct key_list *list, const char *text, bool by_line, char *err, size_t errlen)
+{
+	const char sep = by_line ? '\n' : ',';
+	size_t index = 0;
+
+	for (const char *p = text; *p != '\0';) {
+		const char *end = strchr(p, sep);
+		const char *stop = end != NULL ? end : p + strlen(p);
+		const char *a = p;
+		const char *b = stop;
+
+		while (a < b && isspace((unsigned char)*a))
+			a++;
+		while (b > a && isspace((unsigned char)b[-1]))
+			b--;
+		index++;
+		if (a < b && !(by_line && *a == '#')) {
+			if (!key_is_valid(a, (size_t)(b - a)))
+				return fail(err, errlen,
+				            "key #%zu: keys are 1..%d visible ASCII characters, no comma or space",
+				            index, CONFIG_KEY_MAX);
+			if (!list_push(list, a, (size_t)(b - a)))
+				return fail(err, errlen, "out of memory");
+		}
+		p = end != NULL ? end + 1 : stop;
+	}
+	return true;
+}
+
+static void list_free(struct key_list *list)
+{
+	for (size_t i = 0; i < list->count; i++) {
+		/* Keys are secrets: do not leave them in freed memory. */
+		explicit_bzero(list->keys[i], strlen(list->keys[i]));
+		free(list->keys[i]);
+	}
+	free(list->keys);
+	list->keys = NULL;
+	list->count = 0;
+}
+
+void config_free(struct config *cfg)
+{
+	list_free(&cfg->api_keys);
+	list_free(&cfg->admin_keys);
+	explicit_bzero(cfg->redis.password, sizeof(cfg->redis.password));
+}
+
+/* Reads a whole (small) file into a NUL-terminated heap buffer. */
+static char *read_small_file(const char *path, char *err, size_t errlen, const char *setting)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (f == NULL) {
+		fail(err, errlen, "%s: cannot open %s: %s", setting, path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(KEYS_FILE_MAX + 1);
+	if (buf == NULL) {
+		fclose(f);
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	n = fread(buf, 1, KEYS_FILE_MAX + 1, f);
+	fclose(f);
+	if (n > KEYS_FILE_MAX) {
+		free(buf);
+		fail(err, errlen, "%s: %s is larger than 1 MiB", setting, path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static bool load_keys(struct key_list *list, config_lookup_fn lookup, const char *name,
+                      char *err, size_t errlen)
+{
+	char file_name[64];
+	char reason[160];
+	const char *inline_keys = lookup(name);
+	const char *path;
+
+	if (inline_keys != NULL && !config_add_keys(list, inline_keys, false, reason, sizeof(reason)))
+		return fail(err, errlen, "%s: %s", name, reason);
+
+	snprintf(file_name, sizeof(file_name), "%s_FILE", name);
+	path = lookup(file_name);
+	if (path != NULL && *path != '\0') {
+		char *text = read_small_file(path, err, errlen, file_name);
+		bool ok;
+
+		if (text == NULL)
+			return false;
+		ok = config_add_keys(list, text, true, reason, sizeof(reason));
+		explicit_bzero(text, strlen(text));
+		free(text);
+		if (!ok)
+			return fail(err, errlen, "%s: %s", file_name, reason);
+	}
+	return true;
+}
+
+bool config_parse_cidr(const char *text, struct config_cidr *out)
+{
+	char addr[64];
+	const char *slash = strchr(text, '/');
+	size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	long bits;
+
+	if (n == 0 || n >= sizeof(addr))
+		return false;
+	memcpy(addr, text, n);
+	addr[n] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		out->prefix_len = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		out->prefix_len = 128;
+	} else {
+		return false;
+	}
+	if (slash != NULL) {
+		if (!config_parse_long(slash + 1, 0, out->prefix_len, &bits))
+			return false;
+		out->prefix_len = (int)bits;
+	}
+	return true;
+}
+
+static bool load_proxies(struct config *cfg, const char *list, char *err, size_t errlen)
+{
+	for (const char *p = list; p != NULL && *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		char item[64];
+		size_t a = 0;
+
+		while (a < n && isspace((unsigned char)p[a]))
+			a++;
+		while (n > a && isspace((unsigned char)p[n - 1]))
+			n--;
+		if (n > a) {
+			if (cfg->trusted_proxy_count == CONFIG_PROXIES_MAX)
+				return fail(err, errlen, "ABACUS_TRUSTED_PROXIES: at most %d entries",
+				            CONFIG_PROXIES_MAX);
+			if (n - a >= sizeof(item))
+				return fail(err, errlen, "ABACUS_TRUSTED_PROXIES: entry too long");
+			memcpy(item, p + a, n - a);
+			item[n - a] = '\0';
+			if (!config_parse_cidr(item, &cfg->trusted_proxies[cfg->trusted_proxy_count++]))
+				return fail(err, errlen,
+				            "ABACUS_TRUSTED_PROXIES: '%s' is not an address or CIDR", item);
+		}
+		p = comma != NULL ? comma + 1 : NULL;
+	}
+	return true;
+}
+
+/* A numeric setting: absent means the default; present must parse. */
+static bool load_long(config_lookup_fn lookup, const char *name, long def, long min, long max,
+                      long *out, char *err, size_t errlen)
+{
+	const char *text = lookup(name);
+
+	if (text == NULL || *text == '\0') {
+		*out = def;
+		return true;
+	}
+	if (!config_parse_long(text, min, max, out))
+		return fail(err, errlen, "%s: '%.40s' is not an integer in %ld..%ld", name, text, min, max);
+	return true;
+}
+
+static bool load_bool(config_lookup_fn lookup, const char *name, bool def, bool *out,
+                      char *err, size_t errlen)
+{
+	const char *text = lookup(name);
+
+	if (text == NULL || *text == '\0') {
+		*out = def;
+		return true;
+	}
+	if (!config_parse_bool(text, out))
+		return fail(err, errlen, "%s: '%.40s' is not true or false", name, text);
+	return true;
+}
+
+static bool prefix_is_valid(const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	if (n == 0 || n > CONFIG_PREFIX_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)prefix[i]) && strchr("_.:-", prefix[i]) == NULL)
+			return false;
+	return true;
+}
+
+static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *url = lookup("REDIS_URL");
+	const char *prefix = lookup("ABACUS_REDIS_PREFIX");
+	long connect_ms, command_ms;
+
+	if (url == NULL || *url == '\0')
+		url = "redis://127.0.0.1:6379/0";
+	if (!config_parse_redis_url(url, &cfg->redis, err, errlen))
+		return false;
+	if (!load_long(lookup, "ABACUS_REDIS_CONNECT_TIMEOUT_MS", 500, 1, 60000, &connect_ms, err, errlen) ||
+	    !load_long(lookup, "ABACUS_REDIS_TIMEOUT_MS", 1000, 1, 60000, &command_ms, err, errlen))
+		return false;
+	cfg->redis_connect_timeout_ms = (int)connect_ms;
+	cfg->redis_timeout_ms = (int)command_ms;
+
+	if (prefix == NULL || *prefix == '\0')
+		prefix = "abacus";
+	if (!prefix_is_valid(prefix))
+		return fail(err, errlen,
+		            "ABACUS_REDIS_PREFIX: 1..%d characters of A-Z a-z 0-9 _ . : - (no braces)",
+		            CONFIG_PREFIX_MAX);
+	strcpy(cfg->redis_prefix, prefix);
+	return true;
+}
+
+static bool load_auth(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *enabled = lookup("ABACUS_AUTH_ENABLED");
+	bool explicit_value = false;
+
+	if (!load_keys(&cfg->api_keys, lookup, "ABACUS_API_KEYS", err, errlen) ||
+	    !load_keys(&cfg->admin_keys, lookup, "ABACUS_ADMIN_API_KEYS", err, errlen))
+		return false;
+	if (enabled != NULL && *enabled != '\0' && !config_parse_bool(enabled, &explicit_value))
+		return fail(err, errlen, "ABACUS_AUTH_ENABLED: '%.40s' is not true or false", enabled);
+
+	/* SPEC 4: on when any key is configured, unless explicitly disabled. */
+	if (enabled != NULL && *enabled != '\0')
+		cfg->auth_enabled = explicit_value;
+	else
+		cfg->auth_enabled = cfg->api_keys.count + cfg->admin_keys.count > 0;
+	if (cfg->auth_enabled && cfg->api_keys.count + cfg->admin_keys.count == 0)
+		return fail(err, errlen,
+		            "ABACUS_AUTH_ENABLED=true but no key in ABACUS_API_KEYS or ABACUS_API_KEYS_FILE");
+	return true;
+}
+
+static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	return load_bool(lookup, "ABACUS_IDEMPOTENCY_REQUIRED", true, &cfg->idempotency_required, err, errlen) &&
+	       load_long(lookup, "ABACUS_IDEMPOTENCY_TTL_SECONDS", 86400, 1, 31536000,
+	                 &cfg->idempotency_ttl_seconds, err, errlen) &&
+	       load_long(lookup, "ABACUS_MAX_BODY_BYTES", 4096, 16, 1048576, &cfg->max_body_bytes, err, errlen) &&
+	       load_bool(lookup, "ABACUS_RATE_LIMIT_ENABLED", true, &cfg->rate_limit_enabled, err, errlen) &&
+	       load_long(lookup, "ABACUS_RATE_LIMIT_REQUESTS", 600, 1, 1000000000,
+	                 &cfg->rate_limit_requests, err, errlen) &&
+	       load_long(lookup, "ABACUS_RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86400,
+	                 &cfg->rate_limit_window_seconds, err, errlen) &&
+	       load_proxies(cfg, lookup("ABACUS_TRUSTED_PROXIES"), err, errlen);
+}
+
+bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *level = lookup("ABACUS_LOG_LEVEL");
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = LOG_LEVEL_INFO;
+	if (level != NULL && *level != '\0' && !log_level_parse(level, &cfg->log_level)) {
+		fail(err, errlen, "ABACUS_LOG_LEVEL: '%.40s' is not debug, info, warn or error", level);
+		goto err;
+	}
+	if (!load_redis(cfg, lookup, err, errlen) || !load_auth(cfg, lookup, err, errlen) ||
+	    !load_limits(cfg, lookup, err, errlen))
+		goto err;
+	return true;
+err:
+	config_free(cfg);
+	return false;
+}
+
+/* Renders a key list as a JSON array of key ids: ["1a2b3c4d", ...]. */
+static void key_ids_json(const struct key_list *list, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	len += (size_t)snprintf(out, cap, "[");
+	for (size_t i = 0; i < list->count && len + 12 < cap; i++) {
+		char id[SHA256_KEY_ID_LEN + 1];
+
+		sha256_key_id(list->keys[i], strlen(list->keys[i]), id);
+		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\"", i ? "," : "", id);
+	}
+	snprintf(out + len, cap - len, "]");
+}
+
+void config_log_effective(const struct config *cfg)
+{
+	struct log_line l;
+	char ids[512];
+	char url[700];
+	const struct redis_target *r = &cfg->redis;
+
+	if (!log_begin(&l, LOG_LEVEL_INFO, "config", NULL))
+		return;
+	if (r->transport == REDIS_TRANSPORT_UNIX)
+		snprintf(url, sizeof(url), "unix://%s?db=%d%s", r->path, r->db,
+		         r->has_password ? "&password=***" : "");
+	else
+		snprintf(url, sizeof(url), "redis://%s%s%s%s%s:%d/%d", r->user,
+		         r->has_password ? ":***@" : "", strchr(r->host, ':') ? "[" : "", r->host,
+		         strchr(r->host, ':') ? "]" : "", r->port, r->db);
+	log_str(&l, "redis_url", url);
+	log_int(&l, "redis_connect_timeout_ms", cfg->redis_connect_timeout_ms);
+	log_int(&l, "redis_timeout_ms", cfg->redis_timeout_ms);
+	log_str(&l, "redis_prefix", cfg->redis_prefix);
+	log_bool(&l, "auth_enabled", cfg->auth_enabled);
+	key_ids_json(&cfg->api_keys, ids, sizeof(ids));
+	log_raw(&l, "api_key_ids", ids);
+	key_ids_json(&cfg->admin_keys, ids, sizeof(ids));
+	log_raw(&l, "admin_key_ids", ids);
+	log_bool(&l, "idempotency_required", cfg->idempotency_required);
+	log_int(&l, "idempotency_ttl_seconds", cfg->idempotency_ttl_seconds);
+	log_int(&l, "max_body_bytes", cfg->max_body_bytes);
+	log_bool(&l, "rate_limit_enabled", cfg->rate_limit_enabled);
+	log_int(&l, "rate_limit_requests", cfg->rate_limit_requests);
+	log_int(&l, "rate_limit_window_seconds", cfg->rate_limit_window_seconds);
+	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
+	log_str(&l, "log_level", log_level_name(cfg->log_level));
+	log_end(&l);
+}

@@ -1,0 +1,263 @@
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const struct problem_info problems[PROBLEM_COUNT] = {
+	[PROBLEM_MALFORMED_JSON] = { 400, "malformed-json", "Malformed JSON body" },
+	[PROBLEM_BODY_NOT_OBJECT] = { 400, "body-not-object", "Body is not a JSON object" },
+	[PROBLEM_INVALID_NUMBER] = { 400, "invalid-number", "Invalid number" },
+	[PROBLEM_IDEMPOTENCY_KEY_MISSING] = { 400, "idempotency-key-missing", "Idempotency-Key required" },
+	[PROBLEM_IDEMPOTENCY_KEY_INVALID] = { 400, "idempotency-key-invalid", "Invalid Idempotency-Key" },
+	[PROBLEM_UNAUTHORIZED] = { 401, "unauthorized", "API key required" },
+	[PROBLEM_FORBIDDEN] = { 403, "forbidden", "API key not accepted" },
+	[PROBLEM_ADMIN_REQUIRED] = { 403, "admin-required", "Admin API key required" },
+	[PROBLEM_NOT_FOUND] = { 404, "not-found", "Not found" },
+	[PROBLEM_METHOD_NOT_ALLOWED] = { 405, "method-not-allowed", "Method not allowed" },
+	[PROBLEM_OUT_OF_RANGE] = { 409, "sum-out-of-range", "Sum would leave the int64 range" },
+	[PROBLEM_LENGTH_REQUIRED] = { 411, "length-required", "Request body required" },
+	[PROBLEM_BODY_TOO_LARGE] = { 413, "body-too-large", "Request body too large" },
+	[PROBLEM_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported-media-type", "Content-Type must be application/json" },
+	[PROBLEM_IDEMPOTENCY_CONFLICT] = { 422, "idempotency-key-conflict", "Idempotency-Key reused with another number" },
+	[PROBLEM_RATE_LIMITED] = { 429, "rate-limited", "Too many requests" },
+	[PROBLEM_SUM_NOT_INTEGER] = { 500, "sum-not-integer", "Stored sum is not an integer" },
+	[PROBLEM_REDIS_UNAVAILABLE] = { 503, "redis-unavailable", "Storage unavailable" },
+};
+
+const struct problem_info *http_problem_info(enum problem p)
+{
+	return &problems[p < PROBLEM_COUNT ? p : PROBLEM_REDIS_UNAVAILABLE];
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+const char *http_param(const struct request *r, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (char *const *p = r->envp; p != NULL && *p != NULL; p++)
+		if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+			return *p + n + 1;
+	return NULL;
+}
+
+bool http_request_id_is_sane(const char *id)
+{
+	size_t n = 0;
+
+	for (; id[n] != '\0'; n++) {
+		char c = id[n];
+
+		if (n == HTTP_REQUEST_ID_MAX)
+			return false;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+/*
+ * Request ids need to be unique, not secret: a per-process xorshift generator
+ * seeded once from getrandom(), so the hot path makes no system call.
+ */
+void http_generate_request_id(char out[33])
+{
+	static uint64_t state[2];
+	static pid_t seeded_pid;
+	static const char hex[] = "0123456789abcdef";
+
+	if (seeded_pid != getpid()) {
+		if (getrandom(state, sizeof(state), 0) != sizeof(state)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			state[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+			state[1] = (uint64_t)ts.tv_sec * 0x9e3779b97f4a7c15ULL;
+		}
+		state[0] |= 1;
+		seeded_pid = getpid();
+	}
+	for (int half = 0; half < 2; half++) {
+		/* xorshift128+ */
+		uint64_t s1 = state[0];
+		const uint64_t s0 = state[1];
+		uint64_t v;
+
+		state[0] = s0;
+		s1 ^= s1 << 23;
+		state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+		v = state[1] + s0;
+		for (int i = 0; i < 16; i++)
+			out[half * 16 + i] = hex[(v >> (60 - 4 * i)) & 15];
+	}
+	out[32] = '\0';
+}
+
+static enum http_method parse_method(const char *m)
+{
+	static const char *const names[HTTP_OTHER] = {
+		[HTTP_GET] = "GET", [HTTP_HEAD] = "HEAD", [HTTP_POST] = "POST",
+		[HTTP_PUT] = "PUT", [HTTP_DELETE] = "DELETE",
+	};
+
+	for (int i = 0; m != NULL && i < HTTP_OTHER; i++)
+		if (strcmp(m, names[i]) == 0)
+			return (enum http_method)i;
+	return HTTP_OTHER;
+}
+
+void http_request_init(struct request *r, char *const *envp, http_read_fn read_body, void *ctx)
+{
+	const char *uri;
+	const char *id;
+
+	memset(r, 0, sizeof(*r));
+	r->envp = envp;
+	r->read_body = read_body;
+	r->read_ctx = ctx;
+	r->method = parse_method(http_param(r, "REQUEST_METHOD"));
+
+	/*
+	 * Route on the raw REQUEST_URI (no percent-decoding), so "/abacus/%73um"
+	 * is not "/abacus/sum": one spelling per route, under lighttpd and nginx.
+	 */
+	uri = http_param(r, "REQUEST_URI");
+	if (uri == NULL)
+		uri = http_param(r, "SCRIPT_NAME");
+	if (uri == NULL)
+		uri = "";
+	r->path = uri;
+	r->path_len = strcspn(uri, "?");
+
+	id = http_param(r, "HTTP_X_REQUEST_ID");
+	if (id != NULL && http_request_id_is_sane(id))
+		strcpy(r->request_id, id);
+	else
+		http_generate_request_id(r->request_id);
+}
+
+bool http_path_is(const struct request *r, const char *route)
+{
+	size_t n = strlen(route);
+
+	return r->path_len == n && memcmp(r->path, route, n) == 0;
+}
+
+void http_add_header(struct request *r, const char *name, const char *value)
+{
+	struct response *resp = &r->resp;
+	int n;
+
+	if (strpbrk(value, "\r\n") != NULL)
+		return;
+	n = snprintf(resp->headers + resp->headers_len, sizeof(resp->headers) - resp->headers_len,
+	             "%s: %s\r\n", name, value);
+	if (n > 0 && (size_t)n < sizeof(resp->headers) - resp->headers_len)
+		resp->headers_len += (size_t)n;
+	else
+		resp->headers[resp->headers_len] = '\0';
+}
+
+void http_reply_json(struct request *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(r->resp.body, sizeof(r->resp.body), fmt, ap);
+	va_end(ap);
+	r->resp.status = status;
+	r->resp.content_type = "application/json";
+	r->resp.body_ext = NULL;
+	r->resp.body_len = n < 0 ? 0 : (size_t)n < sizeof(r->resp.body) ? (size_t)n : sizeof(r->resp.body) - 1;
+}
+
+/* The problem body up to (not including) its closing brace; returns the length. */
+static size_t problem_start(struct request *r, enum problem p, const char *detail)
+{
+	const struct problem_info *info = http_problem_info(p);
+	char escaped[512];
+	size_t elen = 0;
+	int n;
+
+	if (!log_json_escape(escaped, sizeof(escaped), &elen, detail, strlen(detail)))
+		escaped[0] = '\0';
+	n = snprintf(r->resp.body, sizeof(r->resp.body),
+	             "{\"type\":\"urn:abacus:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"",
+	             info->slug, info->title, info->status, escaped);
+	r->resp.status = info->status;
+	r->resp.content_type = "application/problem+json";
+	r->resp.body_ext = NULL;
+	return n < 0 ? 0 : (size_t)n < sizeof(r->resp.body) - 2 ? (size_t)n : sizeof(r->resp.body) - 2;
+}
+
+void http_problem(struct request *r, enum problem p, const char *detail)
+{
+	size_t len = problem_start(r, p, detail);
+
+	r->resp.body[len++] = '}';
+	r->resp.body[len] = '\0';
+	r->resp.body_len = len;
+}
+
+void http_problem_field(struct request *r, enum problem p, const char *detail,
+                        const char *field, const char *message)
+{
+	size_t len = problem_start(r, p, detail);
+	int n = snprintf(r->resp.body + len, sizeof(r->resp.body) - len,
+	                 ",\"errors\":[{\"field\":\"%s\",\"message\":\"%s\"}]}", field, message);
+
+	if (n > 0 && (size_t)n < sizeof(r->resp.body) - len) {
+		r->resp.body_len = len + (size_t)n;
+	} else {
+		r->resp.body[len++] = '}';
+		r->resp.body[len] = '\0';
+		r->resp.body_len = len;
+	}
+}
+
+const char *http_body(const struct request *r, size_t *len)
+{
+	*len = r->resp.body_len;
+	return r->resp.body_ext != NULL ? r->resp.body_ext : r->resp.body;
+}
+
+size_t http_format_head(const struct request *r, char *out, size_t cap)
+{
+	const struct response *resp = &r->resp;
+	int status = resp->status != 0 ? resp->status : 500;
+	int n = snprintf(out, cap,
+	                 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                 "X-Request-ID: %s\r\nCache-Control: no-store\r\n%.*s\r\n",
+	                 status, http_status_text(status),
+	                 resp->content_type != NULL ? resp->content_type : "application/json",
+	                 resp->body_len, r->request_id, (int)resp->headers_len, resp->headers);
+
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}

@@ -1,0 +1,215 @@
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static enum log_level min_level = LOG_LEVEL_INFO;
+static FILE *log_stream;
+
+static const char *const level_names[LOG_LEVEL_COUNT] = {
+	[LOG_LEVEL_DEBUG] = "debug",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_WARN] = "warn",
+	[LOG_LEVEL_ERROR] = "error",
+};
+
+bool log_level_parse(const char *name, enum log_level *out)
+{
+	for (int i = 0; i < LOG_LEVEL_COUNT; i++) {
+		if (name != NULL && strcmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *log_level_name(enum log_level level)
+{
+	return level < LOG_LEVEL_COUNT ? level_names[level] : "?";
+}
+
+void log_set_level(enum log_level level)
+{
+	min_level = level;
+}
+
+void log_set_stream(FILE *stream)
+{
+	log_stream = stream;
+}
+
+bool log_json_escape(char *dst, size_t cap, size_t *len, const char *value, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t at = *len;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)value[i];
+		char esc[7];
+		size_t k = 0;
+
+		if (c == '"' || c == '\\') {
+			esc[k++] = '\\';
+			esc[k++] = (char)c;
+		} else if (c == '\n') {
+			esc[k++] = '\\';
+			esc[k++] = 'n';
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			k = 6;
+		} else {
+			esc[k++] = (char)c;
+		}
+		if (at + k >= cap)
+			return false;
+		memcpy(dst + at, esc, k);
+		at += k;
+	}
+	dst[at] = '\0';
+	*len = at;
+	return true;
+}
+
+/* Appends raw text; on overflow marks the line truncated and keeps it intact. */
+static bool append(struct log_line *line, const char *text, size_t n)
+{
+	/* Keep room for the closing `,"truncated":true}` and newline. */
+	const size_t reserve = 24;
+
+	if (line->truncated || line->len + n + reserve >= sizeof(line->buf)) {
+		line->truncated = true;
+		return false;
+	}
+	memcpy(line->buf + line->len, text, n);
+	line->len += n;
+	line->buf[line->len] = '\0';
+	return true;
+}
+
+/* Appends `,"key":` or rolls back to the previous field boundary. */
+static bool append_key(struct log_line *line, const char *key, size_t *mark)
+{
+	*mark = line->len;
+	return append(line, ",\"", 2) && append(line, key, strlen(key)) &&
+	       append(line, "\":", 2);
+}
+
+static void rollback(struct log_line *line, size_t mark)
+{
+	line->len = mark;
+	line->buf[mark] = '\0';
+	line->truncated = true;
+}
+
+static bool append_escaped(struct log_line *line, const char *value, size_t n)
+{
+	size_t len = line->len;
+
+	if (line->truncated || !log_json_escape(line->buf, sizeof(line->buf) - 24, &len, value, n)) {
+		line->truncated = true;
+		return false;
+	}
+	line->len = len;
+	return true;
+}
+
+bool log_begin(struct log_line *line, enum log_level level, const char *event,
+               const char *request_id)
+{
+	struct timeval tv;
+	struct tm tm;
+	char ts[40];
+
+	if (level < min_level)
+		return false;
+	line->len = 0;
+	line->truncated = false;
+	line->buf[0] = '\0';
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	line->len = (size_t)snprintf(line->buf, sizeof(line->buf),
+	                             "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"",
+	                             ts, (long)(tv.tv_usec / 1000), log_level_name(level));
+	append_escaped(line, event, strlen(event));
+	append(line, "\",\"request_id\":", 15);
+	if (request_id == NULL) {
+		append(line, "null", 4);
+	} else {
+		append(line, "\"", 1);
+		append_escaped(line, request_id, strlen(request_id));
+		append(line, "\"", 1);
+	}
+	return true;
+}
+
+void log_strn(struct log_line *line, const char *key, const char *value, size_t len)
+{
+	size_t mark;
+
+	if (value == NULL) {
+		log_raw(line, key, "null");
+		return;
+	}
+	if (!append_key(line, key, &mark) || !append(line, "\"", 1) ||
+	    !append_escaped(line, value, len) || !append(line, "\"", 1))
+		rollback(line, mark);
+}
+
+void log_str(struct log_line *line, const char *key, const char *value)
+{
+	log_strn(line, key, value, value != NULL ? strlen(value) : 0);
+}
+
+void log_int(struct log_line *line, const char *key, long long value)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", value);
+
+	log_raw(line, key, n > 0 ? num : "null");
+}
+
+void log_bool(struct log_line *line, const char *key, bool value)
+{
+	log_raw(line, key, value ? "true" : "false");
+}
+
+void log_raw(struct log_line *line, const char *key, const char *json)
+{
+	size_t mark;
+
+	if (!append_key(line, key, &mark) || !append(line, json, strlen(json)))
+		rollback(line, mark);
+}
+
+void log_end(struct log_line *line)
+{
+	FILE *out = log_stream != NULL ? log_stream : stderr;
+
+	if (line->truncated) {
+		memcpy(line->buf + line->len, ",\"truncated\":true", 17);
+		line->len += 17;
+	}
+	line->buf[line->len++] = '}';
+	line->buf[line->len++] = '\n';
+	line->buf[line->len] = '\0';
+	fputs(line->buf, out);
+	fflush(out);
+}
+
+void log_message(enum log_level level, const char *event, const char *request_id,
+                 const char *message)
+{
+	struct log_line line;
+
+	if (log_begin(&line, level, event, request_id)) {
+		log_str(&line, "message", message);
+		log_end(&line);
+	}
+}

@@ -1,0 +1,107 @@
+#include "ratelimit.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static bool matches(const unsigned char *addr, const struct config_cidr *net)
+{
+	int full = net->prefix_len / 8;
+	int rest = net->prefix_len % 8;
+
+	if (memcmp(addr, net->addr, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((addr[full] ^ net->addr[full]) & (0xff << (8 - rest))) == 0;
+}
+
+bool ratelimit_address_in(const char *addr, const struct config_cidr *nets, size_t count)
+{
+	unsigned char v4[4], v6[16];
+	bool is_v4 = inet_pton(AF_INET, addr, v4) == 1;
+	bool is_v6 = !is_v4 && inet_pton(AF_INET6, addr, v6) == 1;
+
+	for (size_t i = 0; i < count; i++) {
+		if (is_v4 && nets[i].family == AF_INET && matches(v4, &nets[i]))
+			return true;
+		if (is_v6 && nets[i].family == AF_INET6 && matches(v6, &nets[i]))
+			return true;
+	}
+	return false;
+}
+
+/* Copies the right-most untrusted address of an X-Forwarded-For list. */
+static bool forwarded_client(const char *xff, const struct config *cfg, char *out, size_t cap)
+{
+	const char *end = xff + strlen(xff);
+
+	while (end > xff) {
+		const char *start = end;
+		char item[64];
+		size_t n;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		while (start < end && (*start == ' ' || *start == '\t'))
+			start++;
+		n = (size_t)(end - start);
+		while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+			n--;
+		if (n == 0 || n >= sizeof(item))
+			return false;
+		memcpy(item, start, n);
+		item[n] = '\0';
+		{
+			unsigned char probe[16];
+
+			if (inet_pton(AF_INET, item, probe) != 1 && inet_pton(AF_INET6, item, probe) != 1)
+				return false;   /* garbage: fall back to the peer */
+		}
+		if (!ratelimit_address_in(item, cfg->trusted_proxies, cfg->trusted_proxy_count)) {
+			snprintf(out, cap, "%s", item);
+			return true;
+		}
+		end = start;
+		while (end > xff && (end[-1] == ',' || end[-1] == ' '))
+			end--;
+	}
+	return false;
+}
+
+void ratelimit_identify(struct request *r, const struct config *cfg)
+{
+	struct caller *c = &r->caller;
+	const char *peer = http_param(r, "REMOTE_ADDR");
+	const char *xff = http_param(r, "HTTP_X_FORWARDED_FOR");
+	char client[64];
+
+	if (c->key_id[0] != '\0') {
+		snprintf(c->limit_id, sizeof(c->limit_id), "k:%s", c->key_id);
+		return;
+	}
+	snprintf(client, sizeof(client), "%s", peer != NULL ? peer : "unknown");
+	if (peer != NULL && xff != NULL &&
+	    ratelimit_address_in(peer, cfg->trusted_proxies, cfg->trusted_proxy_count))
+		forwarded_client(xff, cfg, client, sizeof(client));
+	snprintf(c->limit_id, sizeof(c->limit_id), "ip:%s", client);
+}
+
+void ratelimit_add_headers(struct request *r, const struct config *cfg, enum store_status status,
+                           const struct store_result *res)
+{
+	char value[96];
+
+	if (!res->limited)
+		return;
+	snprintf(value, sizeof(value), "\"default\";q=%ld;w=%ld", cfg->rate_limit_requests,
+	         cfg->rate_limit_window_seconds);
+	http_add_header(r, "RateLimit-Policy", value);
+	snprintf(value, sizeof(value), "\"default\";r=%ld;t=%ld", res->remaining, res->reset_seconds);
+	http_add_header(r, "RateLimit", value);
+	if (status == STORE_RATE_LIMITED) {
+		snprintf(value, sizeof(value), "%ld", res->retry_after_seconds);
+		http_add_header(r, "Retry-After", value);
+	}
+}

@@ -1,0 +1,98 @@
+#ifndef ABACUS_STORE_H
+#define ABACUS_STORE_H
+
+/*
+ * The sum in Redis (SPEC sections 3, 5, 6).  Every operation is ONE EVALSHA:
+ * the rate limiter, the idempotency check, the arithmetic and the recording
+ * of the result run atomically inside one Lua script, so a crash, a timeout
+ * or a second front end can never apply a key twice or record it without its
+ * addition.  The sum never passes through a Lua number: Redis does INCRBY and
+ * the script returns the sum as a string.
+ *
+ * A store owns one hiredis connection.  A broken connection is dropped and
+ * re-established on a later call, with capped exponential backoff; while
+ * Redis is away calls answer STORE_UNAVAILABLE at once.  No call blocks
+ * longer than connect timeout + command timeout.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "http.h"
+#include "idem.h"
+
+struct store;
+
+enum store_status {
+	STORE_OK = 0,           /* applied; result holds the sum */
+	STORE_REPLAYED,         /* key seen before with this number: the original sum */
+	STORE_KEY_CONFLICT,     /* key seen before with another number; nothing changed */
+	STORE_OVERFLOW,         /* the sum would leave int64; nothing changed */
+	STORE_NOT_INTEGER,      /* the stored sum is not an integer; nothing changed */
+	STORE_RATE_LIMITED,     /* over the caller's rate limit; nothing changed */
+	STORE_UNAVAILABLE,      /* Redis unreachable, timed out or refusing writes */
+	STORE_STATUS_COUNT
+};
+
+/* What an operation returns besides its status. */
+struct store_result {
+	int64_t sum;            /* the sum after (or, for a replay, at) the operation */
+	bool limited;           /* the rate limiter ran: the fields below are valid */
+	long remaining;         /* requests left in the budget after this one */
+	long reset_seconds;     /* until the budget is full again */
+	long retry_after_seconds; /* for STORE_RATE_LIMITED: until one request passes */
+};
+
+/* Options copied at store_new(). */
+struct store_options {
+	struct redis_target target;
+	int connect_timeout_ms;
+	int command_timeout_ms;
+	const char *prefix;             /* key prefix, wrapped in {} as the hash tag */
+	long idempotency_ttl_seconds;
+	long rate_limit_requests;       /* 0 disables the limiter */
+	long rate_limit_window_seconds;
+};
+
+/* Fills options from a loaded config. */
+void store_options_from_config(struct store_options *opt, const struct config *cfg);
+
+/*
+ * Creates a store.  Does not connect: the first call does.  Returns NULL when
+ * out of memory.  Free with store_free().
+ */
+struct store *store_new(const struct store_options *opt);
+void store_free(struct store *store);
+
+/* Connects now (at worker start) so configuration problems show early. */
+bool store_connect(struct store *store);
+
+/* A constant name: "ok", "replayed", "conflict", ... */
+const char *store_strerror(enum store_status status);
+
+/* Reads the sum (a missing key reads as 0). */
+enum store_status store_get(struct store *store, const struct caller *caller,
+                            struct store_result *res);
+
+/*
+ * Adds delta exactly once per idempotency key (key->len == 0: no key, always
+ * applied).  Keys are scoped by caller->key_id.
+ */
+enum store_status store_add(struct store *store, const struct caller *caller,
+                            const struct idem_key *key, int64_t delta, struct store_result *res);
+
+/* Sets the sum to value (PUT; DELETE sets 0). */
+enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
+                            struct store_result *res);
+
+/* PING within the timeouts (readiness).  STORE_OK or STORE_UNAVAILABLE. */
+enum store_status store_ping(struct store *store);
+
+/* Reconnections since start (for metrics). */
+unsigned long store_reconnects(const struct store *store);
+
+/* Parses a canonical decimal int64 (Redis's own rendering).  False otherwise. */
+bool store_parse_int64(const char *s, size_t len, int64_t *out);
+
+#endif
