@@ -1,0 +1,298 @@
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_main.h"
+
+/* A fake environment: NAME=value pairs. */
+static const char *fake_env[32];
+
+static const char *lookup(const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int i = 0; fake_env[i] != NULL; i++)
+		if (strncmp(fake_env[i], name, n) == 0 && fake_env[i][n] == '=')
+			return fake_env[i] + n + 1;
+	return NULL;
+}
+
+static void set_env(const char *const *vars)
+{
+	int i = 0;
+
+	for (; vars[i] != NULL; i++)
+		fake_env[i] = vars[i];
+	fake_env[i] = NULL;
+}
+
+START_TEST(test_config_defaults)
+{
+	struct config cfg;
+	char err[256];
+	static const char *const none[] = { NULL };
+
+	set_env(none);
+	ck_assert(config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_str_eq(cfg.redis.host, "127.0.0.1");
+	ck_assert_int_eq(cfg.redis.port, 6379);
+	ck_assert_int_eq(cfg.redis.db, 0);
+	ck_assert_int_eq(cfg.redis_connect_timeout_ms, 500);
+	ck_assert_int_eq(cfg.redis_timeout_ms, 1000);
+	ck_assert_str_eq(cfg.redis_prefix, "abacus");
+	ck_assert(!cfg.auth_enabled);
+	ck_assert(cfg.idempotency_required);
+	ck_assert_int_eq(cfg.idempotency_ttl_seconds, 86400);
+	ck_assert_int_eq(cfg.max_body_bytes, 4096);
+	ck_assert(cfg.rate_limit_enabled);
+	ck_assert_int_eq(cfg.rate_limit_requests, 600);
+	ck_assert_int_eq(cfg.rate_limit_window_seconds, 60);
+	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_reads_every_setting)
+{
+	struct config cfg;
+	char err[256];
+	static const char *const vars[] = {
+		"REDIS_URL=redis://app:s%40cret@db.example:6380/3",
+		"ABACUS_REDIS_CONNECT_TIMEOUT_MS=250", "ABACUS_REDIS_TIMEOUT_MS=2000",
+		"ABACUS_REDIS_PREFIX=prod.sum", "ABACUS_API_KEYS= k1 ,k2,,k3",
+		"ABACUS_ADMIN_API_KEYS=adm", "ABACUS_IDEMPOTENCY_REQUIRED=false",
+		"ABACUS_IDEMPOTENCY_TTL_SECONDS=60", "ABACUS_MAX_BODY_BYTES=100",
+		"ABACUS_RATE_LIMIT_ENABLED=no", "ABACUS_RATE_LIMIT_REQUESTS=5",
+		"ABACUS_RATE_LIMIT_WINDOW_SECONDS=2", "ABACUS_LOG_LEVEL=debug",
+		"ABACUS_TRUSTED_PROXIES=10.0.0.0/8, ::1", NULL
+	};
+
+	set_env(vars);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "load failed: %s", err);
+	ck_assert_str_eq(cfg.redis.host, "db.example");
+	ck_assert_int_eq(cfg.redis.port, 6380);
+	ck_assert_int_eq(cfg.redis.db, 3);
+	ck_assert_str_eq(cfg.redis.user, "app");
+	ck_assert_str_eq(cfg.redis.password, "s@cret");
+	ck_assert_int_eq(cfg.redis_connect_timeout_ms, 250);
+	ck_assert_int_eq(cfg.redis_timeout_ms, 2000);
+	ck_assert_str_eq(cfg.redis_prefix, "prod.sum");
+	ck_assert(cfg.auth_enabled);
+	ck_assert_int_eq(cfg.api_keys.count, 3);
+	ck_assert_str_eq(cfg.api_keys.keys[0], "k1");
+	ck_assert_str_eq(cfg.api_keys.keys[2], "k3");
+	ck_assert_int_eq(cfg.admin_keys.count, 1);
+	ck_assert(!cfg.idempotency_required);
+	ck_assert_int_eq(cfg.idempotency_ttl_seconds, 60);
+	ck_assert_int_eq(cfg.max_body_bytes, 100);
+	ck_assert(!cfg.rate_limit_enabled);
+	ck_assert_int_eq(cfg.rate_limit_requests, 5);
+	ck_assert_int_eq(cfg.rate_limit_window_seconds, 2);
+	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_DEBUG);
+	ck_assert_int_eq(cfg.trusted_proxy_count, 2);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_reads_keys_file)
+{
+	struct config cfg;
+	char err[256];
+	char path[] = "/tmp/abacus-keys-XXXXXX";
+	char var[64];
+	int fd = mkstemp(path);
+	const char *vars[3];
+	static const char text[] = "# keys\nfile-key-1\n\n  file-key-2  \r\n";
+
+	ck_assert(fd >= 0);
+	ck_assert(write(fd, text, sizeof(text) - 1) == (ssize_t)sizeof(text) - 1);
+	close(fd);
+	snprintf(var, sizeof(var), "ABACUS_API_KEYS_FILE=%s", path);
+	vars[0] = var;
+	vars[1] = "ABACUS_API_KEYS=inline";
+	vars[2] = NULL;
+	set_env(vars);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "load failed: %s", err);
+	ck_assert_int_eq(cfg.api_keys.count, 3);
+	ck_assert_str_eq(cfg.api_keys.keys[1], "file-key-1");
+	ck_assert_str_eq(cfg.api_keys.keys[2], "file-key-2");
+	ck_assert(cfg.auth_enabled);
+	config_free(&cfg);
+	unlink(path);
+}
+END_TEST
+
+struct url_case {
+	const char *url;
+	bool ok;
+	int transport;
+	const char *host_or_path;
+	int port;
+	int db;
+	const char *user;
+	const char *password;
+};
+
+static const struct url_case urls[] = {
+	{ "redis://127.0.0.1:6379/0", true, REDIS_TRANSPORT_TCP, "127.0.0.1", 6379, 0, "", "" },
+	{ "redis://localhost", true, REDIS_TRANSPORT_TCP, "localhost", 6379, 0, "", "" },
+	{ "redis://redis:6379/0", true, REDIS_TRANSPORT_TCP, "redis", 6379, 0, "", "" },
+	{ "redis://:pw@h:1/15", true, REDIS_TRANSPORT_TCP, "h", 1, 15, "", "pw" },
+	{ "redis://user:p%3Aw%2F@h/2", true, REDIS_TRANSPORT_TCP, "h", 6379, 2, "user", "p:w/" },
+	{ "redis://[::1]:7000/1", true, REDIS_TRANSPORT_TCP, "::1", 7000, 1, "", "" },
+	{ "redis://h/", true, REDIS_TRANSPORT_TCP, "h", 6379, 0, "", "" },
+	{ "unix:///run/redis.sock", true, REDIS_TRANSPORT_UNIX, "/run/redis.sock", 0, 0, "", "" },
+	{ "unix:///run/redis.sock?db=4", true, REDIS_TRANSPORT_UNIX, "/run/redis.sock", 0, 4, "", "" },
+	{ "unix:///s?db=1&password=x&user=u", true, REDIS_TRANSPORT_UNIX, "/s", 0, 1, "u", "x" },
+	{ "http://h", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "rediss://h", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h:0", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h:65536", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h:12x", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h/db", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h/-1", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h/01", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://pw@h", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://:p%zz@h", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://[::1", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis://h h", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "unix://relative.sock", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "unix:///s?db=x", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "unix:///s?foo=1", false, 0, NULL, 0, 0, NULL, NULL },
+};
+
+START_TEST(test_config_parses_redis_url)
+{
+	const struct url_case *c = &urls[_i];
+	struct redis_target t;
+	char err[256] = "";
+	bool ok = config_parse_redis_url(c->url, &t, err, sizeof(err));
+
+	ck_assert_msg(ok == c->ok, "%s: want %s, got %s (%s)", c->url, c->ok ? "ok" : "error",
+	              ok ? "ok" : "error", err);
+	if (!ok) {
+		ck_assert_msg(strstr(err, "REDIS_URL") != NULL, "%s: message should name the setting: %s",
+		              c->url, err);
+		return;
+	}
+	ck_assert_int_eq(t.transport, c->transport);
+	ck_assert_str_eq(c->transport == REDIS_TRANSPORT_TCP ? t.host : t.path, c->host_or_path);
+	if (c->transport == REDIS_TRANSPORT_TCP)
+		ck_assert_int_eq(t.port, c->port);
+	ck_assert_int_eq(t.db, c->db);
+	ck_assert_str_eq(t.user, c->user);
+	ck_assert_str_eq(t.password, c->password);
+	ck_assert(t.has_password == (c->password[0] != '\0'));
+}
+END_TEST
+
+struct bad_case {
+	const char *var;
+	const char *needle;     /* the message must name this */
+};
+
+static const struct bad_case bad[] = {
+	{ "ABACUS_REDIS_TIMEOUT_MS=0", "ABACUS_REDIS_TIMEOUT_MS" },
+	{ "ABACUS_REDIS_TIMEOUT_MS=1s", "ABACUS_REDIS_TIMEOUT_MS" },
+	{ "ABACUS_REDIS_CONNECT_TIMEOUT_MS=-5", "ABACUS_REDIS_CONNECT_TIMEOUT_MS" },
+	{ "ABACUS_MAX_BODY_BYTES=abc", "ABACUS_MAX_BODY_BYTES" },
+	{ "ABACUS_MAX_BODY_BYTES= 100", "ABACUS_MAX_BODY_BYTES" },
+	{ "ABACUS_MAX_BODY_BYTES=99999999999999999999999", "ABACUS_MAX_BODY_BYTES" },
+	{ "ABACUS_IDEMPOTENCY_TTL_SECONDS=0", "ABACUS_IDEMPOTENCY_TTL_SECONDS" },
+	{ "ABACUS_IDEMPOTENCY_REQUIRED=maybe", "ABACUS_IDEMPOTENCY_REQUIRED" },
+	{ "ABACUS_RATE_LIMIT_ENABLED=2", "ABACUS_RATE_LIMIT_ENABLED" },
+	{ "ABACUS_RATE_LIMIT_REQUESTS=0", "ABACUS_RATE_LIMIT_REQUESTS" },
+	{ "ABACUS_RATE_LIMIT_WINDOW_SECONDS=+60", "ABACUS_RATE_LIMIT_WINDOW_SECONDS" },
+	{ "ABACUS_LOG_LEVEL=verbose", "ABACUS_LOG_LEVEL" },
+	{ "ABACUS_AUTH_ENABLED=true", "ABACUS_AUTH_ENABLED" },
+	{ "ABACUS_AUTH_ENABLED=yesplease", "ABACUS_AUTH_ENABLED" },
+	{ "ABACUS_API_KEYS=good,bad key", "ABACUS_API_KEYS" },
+	{ "ABACUS_API_KEYS_FILE=/nonexistent/keys", "ABACUS_API_KEYS_FILE" },
+	{ "ABACUS_REDIS_PREFIX={x}", "ABACUS_REDIS_PREFIX" },
+	{ "ABACUS_TRUSTED_PROXIES=10.0.0.0/33", "ABACUS_TRUSTED_PROXIES" },
+	{ "ABACUS_TRUSTED_PROXIES=proxy.local", "ABACUS_TRUSTED_PROXIES" },
+	{ "REDIS_URL=localhost:6379", "REDIS_URL" },
+};
+
+START_TEST(test_config_refuses_bad_value)
+{
+	struct config cfg;
+	char err[256] = "";
+	const char *vars[2] = { bad[_i].var, NULL };
+
+	set_env(vars);
+	ck_assert_msg(!config_load(&cfg, lookup, err, sizeof(err)), "%s was accepted", bad[_i].var);
+	ck_assert_msg(strstr(err, bad[_i].needle) != NULL, "%s: message '%s' does not name %s",
+	              bad[_i].var, err, bad[_i].needle);
+}
+END_TEST
+
+START_TEST(test_config_refuses_secret_in_message)
+{
+	struct config cfg;
+	char err[256] = "";
+	static const char *const vars[] = { "ABACUS_API_KEYS=topsecret,bad key", NULL };
+
+	set_env(vars);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "topsecret") == NULL && strstr(err, "bad key") == NULL,
+	              "message leaks a key: %s", err);
+}
+END_TEST
+
+START_TEST(test_config_auth_can_be_disabled_with_keys)
+{
+	struct config cfg;
+	char err[256];
+	static const char *const vars[] = { "ABACUS_API_KEYS=k", "ABACUS_AUTH_ENABLED=false", NULL };
+
+	set_env(vars);
+	ck_assert(config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert(!cfg.auth_enabled);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_parse_long_limits)
+{
+	long v;
+
+	ck_assert(config_parse_long("0", 0, 10, &v) && v == 0);
+	ck_assert(config_parse_long("10", 0, 10, &v) && v == 10);
+	ck_assert(!config_parse_long("11", 0, 10, &v));
+	ck_assert(!config_parse_long("-0", -5, 10, &v));
+	ck_assert(config_parse_long("-5", -5, 10, &v) && v == -5);
+	ck_assert(!config_parse_long("007", 0, 10, &v));
+	ck_assert(!config_parse_long("", 0, 10, &v));
+	ck_assert(!config_parse_long("9223372036854775808", 0, __LONG_MAX__, &v));
+	ck_assert(config_parse_long("9223372036854775807", 0, __LONG_MAX__, &v));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *core = tcase_create("core");
+	TCase *limits = tcase_create("limits");
+	TCase *errors = tcase_create("errors");
+
+	tcase_add_test(core, test_config_defaults);
+	tcase_add_test(core, test_config_reads_every_setting);
+	tcase_add_test(core, test_config_reads_keys_file);
+	tcase_add_test(core, test_config_auth_can_be_disabled_with_keys);
+	tcase_add_loop_test(core, test_config_parses_redis_url, 0, sizeof(urls) / sizeof(urls[0]));
+	tcase_add_test(limits, test_config_parse_long_limits);
+	tcase_add_loop_test(errors, test_config_refuses_bad_value, 0, sizeof(bad) / sizeof(bad[0]));
+	tcase_add_test(errors, test_config_refuses_secret_in_message);
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, limits);
+	suite_add_tcase(s, errors);
+	return s;
+}
+
+CHECK_MAIN(config_suite)

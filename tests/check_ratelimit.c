@@ -1,0 +1,120 @@
+#include "ratelimit.h"
+
+#include <check.h>
+#include <string.h>
+
+#include "check_main.h"
+
+static struct config cfg;
+
+static void setup(void)
+{
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.rate_limit_requests = 20;
+	cfg.rate_limit_window_seconds = 60;
+	ck_assert(config_parse_cidr("10.0.0.0/8", &cfg.trusted_proxies[0]));
+	ck_assert(config_parse_cidr("::1", &cfg.trusted_proxies[1]));
+	cfg.trusted_proxy_count = 2;
+}
+
+static const char *identify(const char **env, const char *key_id)
+{
+	static struct request r;
+
+	http_request_init(&r, (char *const *)env, NULL, NULL);
+	strcpy(r.caller.key_id, key_id);
+	ratelimit_identify(&r, &cfg);
+	return r.caller.limit_id;
+}
+
+START_TEST(test_ratelimit_identity_is_key_id_when_authenticated)
+{
+	const char *env[] = { "REMOTE_ADDR=1.2.3.4", NULL };
+
+	ck_assert_str_eq(identify(env, "1a2b3c4d"), "k:1a2b3c4d");
+}
+END_TEST
+
+START_TEST(test_ratelimit_identity_is_peer_without_auth)
+{
+	const char *env[] = { "REMOTE_ADDR=1.2.3.4", NULL };
+
+	ck_assert_str_eq(identify(env, ""), "ip:1.2.3.4");
+}
+END_TEST
+
+START_TEST(test_ratelimit_forged_forwarded_for_is_ignored)
+{
+	const char *env[] = { "REMOTE_ADDR=1.2.3.4", "HTTP_X_FORWARDED_FOR=9.9.9.9", NULL };
+
+	ck_assert_str_eq(identify(env, ""), "ip:1.2.3.4");
+}
+END_TEST
+
+START_TEST(test_ratelimit_trusted_proxy_forwarded_for_counts)
+{
+	const char *env[] = { "REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_FOR=6.6.6.6, 5.5.5.5, 10.9.9.9", NULL };
+	const char *v6[] = { "REMOTE_ADDR=::1", "HTTP_X_FORWARDED_FOR=2001:db8::7", NULL };
+	const char *junk[] = { "REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_FOR=not-an-ip", NULL };
+
+	/* The right-most untrusted hop: 5.5.5.5 (6.6.6.6 could be forged by the client). */
+	ck_assert_str_eq(identify(env, ""), "ip:5.5.5.5");
+	ck_assert_str_eq(identify(v6, ""), "ip:2001:db8::7");
+	ck_assert_str_eq(identify(junk, ""), "ip:10.1.2.3");
+}
+END_TEST
+
+START_TEST(test_ratelimit_address_in_networks)
+{
+	ck_assert(ratelimit_address_in("10.255.0.1", cfg.trusted_proxies, cfg.trusted_proxy_count));
+	ck_assert(!ratelimit_address_in("11.0.0.1", cfg.trusted_proxies, cfg.trusted_proxy_count));
+	ck_assert(ratelimit_address_in("::1", cfg.trusted_proxies, cfg.trusted_proxy_count));
+	ck_assert(!ratelimit_address_in("::2", cfg.trusted_proxies, cfg.trusted_proxy_count));
+	ck_assert(!ratelimit_address_in("garbage", cfg.trusted_proxies, cfg.trusted_proxy_count));
+}
+END_TEST
+
+START_TEST(test_ratelimit_headers)
+{
+	const char *env[] = { NULL };
+	struct request r;
+	struct store_result res = { .limited = true, .remaining = 7, .reset_seconds = 39,
+	                            .retry_after_seconds = 3 };
+
+	http_request_init(&r, (char *const *)env, NULL, NULL);
+	ratelimit_add_headers(&r, &cfg, STORE_OK, &res);
+	ck_assert_str_eq(r.resp.headers, "RateLimit-Policy: \"default\";q=20;w=60\r\n"
+	                                 "RateLimit: \"default\";r=7;t=39\r\n");
+	http_request_init(&r, (char *const *)env, NULL, NULL);
+	ratelimit_add_headers(&r, &cfg, STORE_RATE_LIMITED, &res);
+	ck_assert(strstr(r.resp.headers, "Retry-After: 3\r\n") != NULL);
+	http_request_init(&r, (char *const *)env, NULL, NULL);
+	res.limited = false;
+	ratelimit_add_headers(&r, &cfg, STORE_OK, &res);
+	ck_assert_int_eq(r.resp.headers_len, 0);
+}
+END_TEST
+
+static Suite *ratelimit_suite(void)
+{
+	Suite *s = suite_create("ratelimit");
+	TCase *core = tcase_create("core");
+	TCase *limits = tcase_create("limits");
+	TCase *errors = tcase_create("errors");
+
+	tcase_add_checked_fixture(core, setup, NULL);
+	tcase_add_checked_fixture(limits, setup, NULL);
+	tcase_add_checked_fixture(errors, setup, NULL);
+	tcase_add_test(core, test_ratelimit_identity_is_key_id_when_authenticated);
+	tcase_add_test(core, test_ratelimit_identity_is_peer_without_auth);
+	tcase_add_test(core, test_ratelimit_headers);
+	tcase_add_test(limits, test_ratelimit_address_in_networks);
+	tcase_add_test(errors, test_ratelimit_forged_forwarded_for_is_ignored);
+	tcase_add_test(errors, test_ratelimit_trusted_proxy_forwarded_for_counts);
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, limits);
+	suite_add_tcase(s, errors);
+	return s;
+}
+
+CHECK_MAIN(ratelimit_suite)

@@ -1,0 +1,328 @@
+/*
+ * The store against a real redis-server: tests/run-unit.sh starts one on a
+ * free port and passes it in ABACUS_TEST_REDIS_PORT.  Each test uses its
+ * own key prefix, so they never see each other's data.
+ */
+#include "store.h"
+
+#include <check.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check_main.h"
+
+static int redis_port;
+static char prefix[64];
+static int prefix_seq;
+static struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
+static struct caller bob = { .key_id = "bbbbbbbb", .limit_id = "k:bbbbbbbb" };
+
+static struct store *open_store(long limit, long window)
+{
+	struct store_options opt;
+	struct store *s;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.target.transport = REDIS_TRANSPORT_TCP;
+	strcpy(opt.target.host, "127.0.0.1");
+	opt.target.port = redis_port;
+	opt.connect_timeout_ms = 500;
+	opt.command_timeout_ms = 1000;
+	snprintf(prefix, sizeof(prefix), "t%d-%ld-%d", (int)getpid(), (long)time(NULL), ++prefix_seq);
+	opt.prefix = prefix;
+	opt.idempotency_ttl_seconds = 60;
+	opt.rate_limit_requests = limit;
+	opt.rate_limit_window_seconds = window;
+	s = store_new(&opt);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* Runs a raw command on a side connection (to corrupt or inspect data). */
+static redisReply *raw(const char *fmt, const char *arg)
+{
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	redisReply *r;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, fmt, arg);
+	redisFree(c);
+	return r;
+}
+
+static struct idem_key key(const char *text)
+{
+	struct idem_key k = { text, strlen(text) };
+
+	return k;
+}
+
+static int64_t sum_of(struct store *s)
+{
+	struct store_result res;
+
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	return res.sum;
+}
+
+START_TEST(test_store_missing_sum_reads_zero)
+{
+	struct store *s = open_store(0, 60);
+
+	ck_assert_int_eq(sum_of(s), 0);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_add_replay_and_conflict)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k1 = key("k1"), k2 = key("k2");
+
+	ck_assert_int_eq(store_add(s, &alice, &k1, 5, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 5);
+	ck_assert_int_eq(store_add(s, &alice, &k2, -7, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, -2);
+	/* The replay answers the sum at the time of the first addition. */
+	ck_assert_int_eq(store_add(s, &alice, &k1, 5, &res), STORE_REPLAYED);
+	ck_assert_int_eq(res.sum, 5);
+	ck_assert_int_eq(store_add(s, &alice, &k1, 6, &res), STORE_KEY_CONFLICT);
+	ck_assert_int_eq(sum_of(s), -2);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_keys_are_scoped_per_caller)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("same");
+
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &bob, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 2);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_without_key_always_applies)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+
+	ck_assert_int_eq(store_add(s, &alice, &none, 3, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 3, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 6);
+	store_free(s);
+}
+END_TEST
+
+static const struct { int64_t start; int64_t delta; enum store_status want; int64_t end; } edges[] = {
+	{ INT64_MAX - 1, 1, STORE_OK, INT64_MAX },
+	{ INT64_MAX, 1, STORE_OVERFLOW, INT64_MAX },
+	{ INT64_MAX, INT64_MAX, STORE_OVERFLOW, INT64_MAX },
+	{ INT64_MIN + 1, -1, STORE_OK, INT64_MIN },
+	{ INT64_MIN, -1, STORE_OVERFLOW, INT64_MIN },
+	{ INT64_MIN, INT64_MIN, STORE_OVERFLOW, INT64_MIN },
+	{ INT64_MIN, INT64_MAX, STORE_OK, -1 },
+	{ 9007199254740992LL, 1, STORE_OK, 9007199254740993LL },
+	{ 9007199254740993LL, 2, STORE_OK, 9007199254740995LL },
+	{ -9007199254740993LL, -2, STORE_OK, -9007199254740995LL },
+	{ 4611686018427387904LL, 4611686018427387903LL, STORE_OK, INT64_MAX },
+	{ 0, INT64_MIN, STORE_OK, INT64_MIN },
+};
+
+START_TEST(test_store_is_exact_at_int64_edges)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("edge");
+	enum store_status st;
+
+	ck_assert_int_eq(store_set(s, &alice, edges[_i].start, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, edges[_i].start);
+	st = store_add(s, &alice, &k, edges[_i].delta, &res);
+	ck_assert_msg(st == edges[_i].want, "%" PRId64 " + %" PRId64 ": want %s, got %s",
+	              edges[_i].start, edges[_i].delta, store_strerror(edges[_i].want), store_strerror(st));
+	ck_assert_msg(sum_of(s) == edges[_i].end, "%" PRId64 " + %" PRId64 ": want sum %" PRId64
+	              ", got %" PRId64, edges[_i].start, edges[_i].delta, edges[_i].end, sum_of(s));
+	if (st == STORE_OVERFLOW) {
+		/* A refused key stays unused: a retry is evaluated afresh. */
+		ck_assert_int_eq(store_set(s, &alice, 0, &res), STORE_OK);
+		ck_assert_int_eq(store_add(s, &alice, &k, edges[_i].delta, &res), STORE_OK);
+		ck_assert_int_eq(res.sum, edges[_i].delta);
+	}
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_corrupt_sum_is_reported_not_reset)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("c");
+	char name[128];
+	redisReply *r;
+
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	snprintf(name, sizeof(name), "{%s}:sum", prefix);
+	freeReplyObject(raw("SET %s not-a-number", name));
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_NOT_INTEGER);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_NOT_INTEGER);
+	r = raw("GET %s", name);
+	ck_assert_str_eq(r->str, "not-a-number");
+	freeReplyObject(r);
+	/* The key was not recorded: after a repair it applies. */
+	ck_assert_int_eq(store_set(s, &alice, 10, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 11);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_reloads_scripts_after_flush)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("f");
+
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	freeReplyObject(raw("SCRIPT %s", "FLUSH"));
+	ck_assert_int_eq(store_add(s, &alice, &k, 4, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 4);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_rate_limit_refuses_without_effect)
+{
+	struct store *s = open_store(3, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+	struct idem_key k = key("limited");
+
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert(res.limited);
+	ck_assert_int_eq(res.remaining, 2);
+	ck_assert_int_ge(res.reset_seconds, 20);
+	ck_assert_int_le(res.reset_seconds, 20);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.remaining, 1);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.remaining, 0);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_RATE_LIMITED);
+	ck_assert_int_ge(res.retry_after_seconds, 19);
+	ck_assert_int_le(res.retry_after_seconds, 20);
+	ck_assert_int_eq(res.remaining, 0);
+	/* Bob has his own budget; the refused key was not recorded. */
+	ck_assert_int_eq(store_get(s, &bob, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 3);
+	ck_assert_int_eq(store_add(s, &bob, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 4);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_disabled_limit_reports_nothing)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	ck_assert(!res.limited);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_unreachable_redis_is_unavailable_fast)
+{
+	struct store_options opt;
+	struct store *s;
+	struct store_result res;
+	struct timespec a, b;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.target.transport = REDIS_TRANSPORT_TCP;
+	strcpy(opt.target.host, "127.0.0.1");
+	opt.target.port = 1; /* nothing listens there */
+	opt.connect_timeout_ms = 200;
+	opt.command_timeout_ms = 200;
+	opt.prefix = "x";
+	s = store_new(&opt);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_UNAVAILABLE);
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_UNAVAILABLE); /* in backoff */
+	ck_assert_int_eq(store_ping(s), STORE_UNAVAILABLE);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ck_assert_int_lt(b.tv_sec - a.tv_sec, 2);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_store_parse_int64)
+{
+	int64_t v;
+
+	ck_assert(store_parse_int64("0", 1, &v) && v == 0);
+	ck_assert(store_parse_int64("-9223372036854775808", 20, &v) && v == INT64_MIN);
+	ck_assert(store_parse_int64("9223372036854775807", 19, &v) && v == INT64_MAX);
+	ck_assert(!store_parse_int64("9223372036854775808", 19, &v));
+	ck_assert(!store_parse_int64("-0", 2, &v));
+	ck_assert(!store_parse_int64("01", 2, &v));
+	ck_assert(!store_parse_int64("", 0, &v));
+	ck_assert(!store_parse_int64("1.5", 3, &v));
+	ck_assert(!store_parse_int64(" 1", 2, &v));
+}
+END_TEST
+
+START_TEST(test_store_free_accepts_null)
+{
+	store_free(NULL);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *core = tcase_create("core");
+	TCase *limits = tcase_create("limits");
+	TCase *errors = tcase_create("errors");
+
+	tcase_add_test(core, test_store_missing_sum_reads_zero);
+	tcase_add_test(core, test_store_add_replay_and_conflict);
+	tcase_add_test(core, test_store_keys_are_scoped_per_caller);
+	tcase_add_test(core, test_store_without_key_always_applies);
+	tcase_add_test(core, test_store_reloads_scripts_after_flush);
+	tcase_add_loop_test(limits, test_store_is_exact_at_int64_edges, 0, sizeof(edges) / sizeof(edges[0]));
+	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
+	tcase_add_test(limits, test_store_disabled_limit_reports_nothing);
+	tcase_add_test(limits, test_store_parse_int64);
+	tcase_add_test(errors, test_store_corrupt_sum_is_reported_not_reset);
+	tcase_add_test(errors, test_store_unreachable_redis_is_unavailable_fast);
+	tcase_add_test(errors, test_store_free_accepts_null);
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, limits);
+	suite_add_tcase(s, errors);
+	return s;
+}
+
+static Suite *store_suite_with_redis(void)
+{
+	const char *port = getenv("ABACUS_TEST_REDIS_PORT");
+
+	if (port == NULL || atoi(port) <= 0) {
+		fprintf(stderr, "check_store: set ABACUS_TEST_REDIS_PORT (tests/run-unit.sh does)\n");
+		exit(EXIT_FAILURE);
+	}
+	redis_port = atoi(port);
+	return store_suite();
+}
+
+CHECK_MAIN(store_suite_with_redis)

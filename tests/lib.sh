@@ -1,0 +1,165 @@
+# Helpers for the integration suites (sourced).  Each suite:
+#   . tests/lib.sh; suite_init "name"; ...checks...; suite_end
+# gets a private mktemp -d folder, free loopback ports, and a cleanup trap
+# that stops everything it started, by PID.
+#
+# Never 6379, 8001 or 8002: a user's own stack may be there.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${ABACUS_TEST_BIN:-$ROOT/build/test/abacus.fcgi}
+PASSED=0
+FAILED=0
+PIDS=()
+STACKS=()
+USED_PORTS=" 6379 8001 8002 "
+
+suite_init() {
+  SUITE=$1
+  TMP=$(mktemp -d "/tmp/abacus-$SUITE.XXXXXX")
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+cleanup() {
+  local s pid
+  for s in "${STACKS[@]}"; do stack_env "$s" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1 || true; done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; else echo "(kept $TMP)"; fi
+}
+
+check() { # check NAME EXPECTED ACTUAL
+  if [ "$2" == "$3" ]; then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    printf 'FAIL %s: expected [%s], got [%s]\n' "$1" "$2" "${3:0:400}"
+  fi
+}
+
+check_match() { # check_match NAME REGEX ACTUAL
+  if [[ $3 =~ $2 ]]; then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    printf 'FAIL %s: [%s] does not match /%s/\n' "$1" "${3:0:400}" "$2"
+  fi
+}
+
+check_true() { # check_true NAME COMMAND...
+  local name=$1; shift
+  if "$@"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAIL $name: [$*] was false"; fi
+}
+
+suite_end() {
+  # Sanitizer reports in any log of this suite are failures.
+  local reports
+  reports=$(grep -rlE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$TMP" 2>/dev/null || true)
+  check "no sanitizer report in logs" "" "$reports"
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+  exit $?
+}
+
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
+      USED_PORTS="$USED_PORTS$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port" >&2
+  return 1
+}
+
+# wait_until SECONDS COMMAND...: polls every 0.1 s, bounded.
+wait_until() {
+  local limit=$1 i; shift
+  for i in $(seq 1 $((limit * 10))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_redis NAME [redis-server args...]: sets REDIS_PORT_<NAME> semantics via echo.
+# Prints "port pid"; data in $TMP/redis-NAME.
+start_redis() {
+  local name=$1; shift
+  local port dir
+  port=$(free_port)
+  dir=$TMP/redis-$name
+  mkdir -p "$dir"
+  redis-server "$ROOT/conf/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --unixsocket "$dir/redis.sock" \
+    --unixsocketperm 700 "$@" >/dev/null
+  wait_until 5 redis_ping "$port" || { echo "redis $name did not start" >&2; return 1; }
+  PIDS+=("$(cat "$dir/redis.pid")")
+  echo "$port $(cat "$dir/redis.pid")"
+}
+
+redis_ping() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+
+# stack_env DIR CMD...: runs CMD with the environment saved for the stack in DIR.
+stack_env() {
+  local dir=$1; shift
+  ( set -a; . "$dir/stack.env"; set +a; "$@" )
+}
+
+# start_stack NAME [VAR=value...]: two front ends (and a private Redis unless
+# REDIS_URL is among the settings).  Sets P1, P2, STACK (its var dir), RPORT.
+start_stack() {
+  local name=$1; shift
+  STACK=$TMP/stack-$name
+  mkdir -p "$STACK"
+  P1=$(free_port); P2=$(free_port); RPORT=$(free_port)
+  {
+    echo "ABACUS_VAR_DIR=$STACK"
+    echo "ABACUS_PORTS='$P1 $P2'"
+    echo "ABACUS_REDIS_PORT=$RPORT"
+    echo "ABACUS_BIN=$BIN"
+    echo "ABACUS_WORKERS=${WORKERS:-3}"
+    local kv
+    for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
+  } >"$STACK/stack.env"
+  STACKS+=("$STACK")
+  stack_env "$STACK" "$ROOT/tools/abacus-stack" start >"$STACK/start.log" 2>&1 || {
+    echo "stack $name did not start:"; cat "$STACK/start.log"; return 1; }
+}
+
+stop_stack() { stack_env "$STACK" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1; }
+
+# req METHOD URL [curl args...]: sets STATUS, BODY, HEADERS (lower-cased names).
+req() {
+  local method=$1 url=$2; shift 2
+  local out=$TMP/req.$$
+  STATUS=$(curl -s -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 -X "$method" "$url" "$@")
+  BODY=$(cat "$out.body")
+  HEADERS=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
+}
+
+# header NAME: the value of a response header of the last req (name lower-case).
+header() { printf '%s\n' "$HEADERS" | sed -n "s/^$1: //p" | tail -n 1; }
+
+# json FIELD: a top-level integer or string member of BODY.
+json() { printf '%s' "$BODY" | python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("null" if v is None else v)' "$1" 2>/dev/null; }
+
+# sum_at PORT KEY: the current sum through one front end.
+sum_at() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/abacus/sum" -H "X-API-Key: $2" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["current_sum"])' 2>/dev/null
+}
+
+# post PORT KEY IDEM NUMBER: POST /abacus/number, sets STATUS/BODY/HEADERS.
+post() {
+  req POST "http://127.0.0.1:$1/abacus/number" -H "X-API-Key: $2" -H "Idempotency-Key: $3" \
+    -H 'Content-Type: application/json' --data-binary "{\"number\": $4}"
+}
+
+# evalsha_calls PORT: top-level EVALSHA calls Redis has counted.
+evalsha_calls() {
+  redis-cli -p "$1" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
+}
