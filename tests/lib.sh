@@ -135,8 +135,13 @@ stop_stack() { stack_env "$STACK" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&
 # req METHOD URL [curl args...]: sets STATUS, BODY, HEADERS (lower-cased names).
 req() {
   local method=$1 url=$2; shift 2
-  local out=$TMP/req.$$
-  STATUS=$(curl -s -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 -X "$method" "$url" "$@")
+  local out=$TMP/req.$$ how=(-X "$method")
+  [ "$method" = HEAD ] && how=(--head)   # -X HEAD would wait for a body
+  rm -f "$out.body" "$out.head"
+  touch "$out.body" "$out.head"
+  local body=$out.body
+  [ "$method" = HEAD ] && body=/dev/null
+  STATUS=$(curl -s -o "$body" -D "$out.head" -w '%{http_code}' --max-time 10 "${how[@]}" "$url" "$@")
   BODY=$(cat "$out.body")
   HEADERS=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
 }
@@ -162,4 +167,24 @@ post() {
 # evalsha_calls PORT: top-level EVALSHA calls Redis has counted.
 evalsha_calls() {
   redis-cli -p "$1" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
+}
+
+# raw_http PORT: sends stdin verbatim to 127.0.0.1:PORT, prints the whole
+# answer (read until the server closes; 5 s cap).  For framing tests.
+raw_http() {
+  python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.stdin.buffer.read())
+out = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+except socket.timeout:
+    pass
+sys.stdout.buffer.write(out)
+' "$1"
 }
