@@ -101,7 +101,7 @@ start_redis() {
   echo "$port $(cat "$dir/redis.pid")"
 }
 
-redis_ping() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+redis_ping() { redis-cli -p "$1" ping 2>/dev/null | grep -qE 'PONG|NOAUTH'; }
 
 # stack_env DIR CMD...: runs CMD with the environment saved for the stack in DIR.
 stack_env() {
