@@ -25,21 +25,26 @@ all: $(REL)/abacus.fcgi
 # ---- release build -------------------------------------------------------
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
 
 $(REL)/abacus.fcgi: $(REL)/abacus.fcgi.o $(LIB_SRC:%.c=$(REL)/%.o)
-	$(CC) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $^ -o $@ $(LDLIBS)
 
 # ---- sanitizer build and unit tests --------------------------------------
 $(TST)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags check 2>/dev/null) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(shell pkg-config --cflags check 2>/dev/null) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(TST)/abacus.fcgi: $(TST)/abacus.fcgi.o $(LIB_SRC:%.c=$(TST)/%.o)
-	$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(TST)/check_%: $(TST)/tests/check_%.o $(LIB_SRC:%.c=$(TST)/%.o)
-	$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+	@echo "  LD      $@"
+	@$(CC) $(TEST_LDFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
 deps:
 	@tools/deps.sh

@@ -126,8 +126,8 @@ start_stack() {
     for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$STACK/stack.env"
   STACKS+=("$STACK")
-  stack_env "$STACK" "$ROOT/tools/abacus-stack" start >"$STACK/start.log" 2>&1 || {
-    echo "stack $name did not start:"; cat "$STACK/start.log"; return 1; }
+  stack_env "$STACK" "$ROOT/tools/abacus-stack" start >"$STACK/start.out" 2>&1 || {
+    echo "stack $name did not start:"; cat "$STACK/start.out"; return 1; }
 }
 
 stop_stack() { stack_env "$STACK" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1; }

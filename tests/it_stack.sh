@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# tools/abacus-stack (what `make run` uses): overrides, settings passed through
+# to the workers, AOF Redis, respawned workers, and nothing left after stop.
+set -u
+. "$(dirname "$0")/lib.sh"
+suite_init stack
+
+# processes_of DIR: pids carrying ABACUS_STACK_DIR=DIR (lighttpd and workers).
+processes_of() {
+  local p
+  for p in /proc/[0-9]*; do
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_STACK_DIR=$1" && echo "${p#/proc/}"
+  done
+  return 0
+}
+workers_of() { pgrep -P "$(cat "$STACK/frontend-$1/frontend.pid")" | wc -l; }
+
+WORKERS=2 start_stack main ABACUS_REDIS_PREFIX=custom ABACUS_MAX_BODY_BYTES=100 || exit 1
+out=$(cat "$STACK/start.out")
+check_match "start prints the URLs" "http://127.0.0.1:$P1 http://127.0.0.1:$P2" "$out"
+check_match "start prints the default API key" 'API key:  local-dev-key' "$out"
+check_match "start prints a curl example" "curl -s -X POST http://127.0.0.1:$P1/abacus/number" "$out"
+stack_env "$STACK" "$ROOT/tools/abacus-stack" status >"$TMP/status.out" 2>&1
+check "status: exit 0 when up" 0 "$?"
+check_match "status lists both front ends" "port $P1  up.*port $P2  up" "$(tr '\n' ' ' <"$TMP/status.out")"
+check "ABACUS_WORKERS=2: front end 1 has 2 workers" 2 "$(workers_of "$P1")"
+check "ABACUS_WORKERS=2: front end 2 has 2 workers" 2 "$(workers_of "$P2")"
+check "private Redis on ABACUS_REDIS_PORT with AOF" "appendonly yes" "$(redis-cli -p "$RPORT" config get appendonly | tr '\n' ' ' | sed 's/ $//')"
+check "private Redis with noeviction" "maxmemory-policy noeviction" "$(redis-cli -p "$RPORT" config get maxmemory-policy | tr '\n' ' ' | sed 's/ $//')"
+check "private Redis data under ABACUS_VAR_DIR" "$STACK/redis" "$(redis-cli -p "$RPORT" config get dir | tail -n 1)"
+check "conf/lighttpd.conf reads its port from the environment" 1 "$(grep -c '^server.port *= env.ABACUS_PORT' "$ROOT/conf/lighttpd.conf")"
+
+post "$P1" local-dev-key s-1 9
+check "the stack serves with the default key" "200 9" "$STATUS $(json current_sum)"
+check "ABACUS_REDIS_PREFIX reached the workers" 9 "$(redis-cli -p "$RPORT" get '{custom}:sum')"
+req POST "http://127.0.0.1:$P2/abacus/number" -H 'X-API-Key: local-dev-key' -H 'Idempotency-Key: s-2' \
+  -H 'Content-Type: application/json' --data-binary "{\"number\": 1, \"pad\": \"$(printf 'x%.0s' $(seq 1 120))\"}"
+check "ABACUS_MAX_BODY_BYTES reached the workers" 413 "$STATUS"
+check "each front end has its own metrics segment name" 2 "$(for p in "$P1" "$P2"; do tr '\0' '\n' <"/proc/$(cat "$STACK/frontend-$p/frontend.pid")/environ" | grep '^ABACUS_METRICS_SHM='; done | sort -u | wc -l)"
+
+# ---- a killed worker is respawned by lighttpd; requests keep succeeding ----
+victim=$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")" | head -n 1)
+kill -KILL "$victim"
+ok=0
+for i in $(seq 1 20); do post "$P1" local-dev-key "k-$i" 1; [ "$STATUS" = 200 ] && ok=$((ok + 1)); done
+check "requests after a worker was killed" 20 "$ok"
+check_true "lighttpd respawned the worker" wait_until 5 test "$(workers_of "$P1")" -eq 2
+
+# ---- lighttpd killed hard leaves its workers; stop still removes them ----
+lt=$(cat "$STACK/frontend-$P2/frontend.pid")
+kill -KILL "$lt"
+wait_until 5 sh -c "! kill -0 $lt 2>/dev/null"
+check_true "after SIGKILL of lighttpd its workers still run" test "$(processes_of "$STACK/frontend-$P2" | wc -l)" -ge 1
+stack_env "$STACK" "$ROOT/tools/abacus-stack" status >/dev/null 2>&1
+check "status: exit 1 when a front end is down" 1 "$?"
+stack_env "$STACK" "$ROOT/tools/abacus-stack" start >/dev/null 2>&1
+check "start again brings the front end back" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/readyz")"
+check "... with fresh workers only" 2 "$(workers_of "$P2")"
+check "the sum survived" 29 "$(sum_at "$P2" local-dev-key)"
+
+rpid=$(cat "$STACK/redis/redis.pid")
+stop_stack
+check "stop: no process of front end 1 left" "" "$(processes_of "$STACK/frontend-$P1")"
+check "stop: no process of front end 2 left" "" "$(processes_of "$STACK/frontend-$P2")"
+check "stop: Redis stopped" "" "$(kill -0 "$rpid" 2>/dev/null && echo running)"
+check "stop: no worker socket left" "" "$(ls "$STACK"/frontend-*/abacus.sock-* 2>/dev/null)"
+
+# ---- `run` (what `make run` does): foreground, Ctrl-C stops everything ----
+RUNDIR=$TMP/run; mkdir -p "$RUNDIR"
+rp1=$(free_port); rrp=$(free_port)
+ABACUS_VAR_DIR=$RUNDIR ABACUS_PORTS=$rp1 ABACUS_REDIS_PORT=$rrp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
+  python3 -c '
+import os, signal, sys
+# A background job inherits SIGINT ignored; a terminal user does not.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.setsid()
+os.execvp(sys.argv[1], sys.argv[1:])' "$ROOT/tools/abacus-stack" run >"$RUNDIR/run.out" 2>&1 &
+runner=$!
+PIDS+=("$runner")
+check_true "run: comes up" wait_until 15 curl -fs "http://127.0.0.1:$rp1/readyz"
+check_match "run: tells how to stop" 'Ctrl-C' "$(cat "$RUNDIR/run.out")"
+kill -INT -- "-$runner"
+check_true "run: Ctrl-C ends it" wait_until 10 sh -c "! kill -0 $runner 2>/dev/null"
+check "run: nothing left behind" "" "$(processes_of "$RUNDIR/frontend-$rp1")"
+check "run: Redis stopped" "" "$(redis-cli -p "$rrp" ping 2>/dev/null)"
+
+# ---- REDIS_URL: use that Redis, start none ----
+read -r ext_port _ < <(start_redis ext)
+WORKERS=1 start_stack ext REDIS_URL="redis://127.0.0.1:$ext_port/0" || exit 1
+check "REDIS_URL set: no private Redis" "" "$(ls "$STACK/redis/redis.pid" 2>/dev/null)"
+post "$P1" local-dev-key e-1 4
+check "REDIS_URL set: the given Redis is used" 4 "$(redis-cli -p "$ext_port" get '{abacus}:sum')"
+stop_stack
+check "REDIS_URL set: stop leaves that Redis alone" PONG "$(redis-cli -p "$ext_port" ping)"
+
+suite_end
