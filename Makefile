@@ -20,6 +20,7 @@ REL      := build/release
 TST      := build/test
 
 .PHONY: all test unit integration run deps lint clean bench
+.SECONDARY:
 all: $(REL)/abacus.fcgi
 
 # ---- release build -------------------------------------------------------
@@ -58,6 +59,7 @@ integration: $(TST)/abacus.fcgi
 # `make test` on a fresh machine: packages, sanitizer build, unit tests, then
 # every integration suite against real servers; stops at the first failure.
 test: deps
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
@@ -65,9 +67,10 @@ run: deps all
 	@tools/abacus-stack run
 
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	@echo "  LINT    cppcheck, clang-tidy"
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Ilib abacus.fcgi.c lib tests
-	clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11
+	@clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11 2>/dev/null
 
 clean:
 	rm -rf build

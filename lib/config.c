@@ -13,7 +13,7 @@
 #include "log.h"
 #include "sha256.h"
 
-#define KEYS_FILE_MAX (1024 * 1024)
+#define KEYS_FILE_MAX ((size_t)1024 * 1024)
 
 static bool fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -498,7 +498,7 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 {
 	const char *url = lookup("REDIS_URL");
 	const char *prefix = lookup("ABACUS_REDIS_PREFIX");
-	long connect_ms, command_ms;
+	long connect_ms = 0, command_ms = 0;
 
 	if (url == NULL || *url == '\0')
 		url = "redis://127.0.0.1:6379/0";
@@ -516,7 +516,7 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 		return fail(err, errlen,
 		            "ABACUS_REDIS_PREFIX: 1..%d characters of A-Z a-z 0-9 _ . : - (no braces)",
 		            CONFIG_PREFIX_MAX);
-	strcpy(cfg->redis_prefix, prefix);
+	snprintf(cfg->redis_prefix, sizeof(cfg->redis_prefix), "%s", prefix);
 	return true;
 }
 

@@ -157,7 +157,7 @@ void http_request_init(struct request *r, char *const *envp, http_read_fn read_b
 
 	id = http_param(r, "HTTP_X_REQUEST_ID");
 	if (id != NULL && http_request_id_is_sane(id))
-		strcpy(r->request_id, id);
+		snprintf(r->request_id, sizeof(r->request_id), "%s", id);
 	else
 		http_generate_request_id(r->request_id);
 }

@@ -58,7 +58,10 @@ bool log_json_escape(char *dst, size_t cap, size_t *len, const char *value, size
 			esc[k++] = '\\';
 			esc[k++] = 'n';
 		} else if (c < 0x20 || c == 0x7f) {
-			memcpy(esc, "\\u00", 4);
+			esc[0] = '\\';
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
 			k = 6;

@@ -22,7 +22,7 @@ static void compress(uint32_t h[8], const uint8_t block[64])
 {
 	uint32_t w[64], a, b, c, d, e, f, g, hh;
 
-	for (int i = 0; i < 16; i++)
+	for (size_t i = 0; i < 16; i++)
 		w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
 		       (uint32_t)block[4 * i + 2] << 8 | block[4 * i + 3];
 	for (int i = 16; i < 64; i++) {
@@ -55,12 +55,12 @@ void sha256(const void *data, size_t len, uint8_t digest[SHA256_DIGEST_LEN])
 	if (rest > 0)
 		memcpy(tail, p + full, rest);
 	tail[rest] = 0x80;
-	for (int i = 0; i < 8; i++)
+	for (size_t i = 0; i < 8; i++)
 		tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
 	compress(h, tail);
 	if (tail_len == 128)
 		compress(h, tail + 64);
-	for (int i = 0; i < 8; i++) {
+	for (size_t i = 0; i < 8; i++) {
 		digest[4 * i] = (uint8_t)(h[i] >> 24);
 		digest[4 * i + 1] = (uint8_t)(h[i] >> 16);
 		digest[4 * i + 2] = (uint8_t)(h[i] >> 8);
@@ -72,7 +72,7 @@ void sha256_hex_prefix(const uint8_t digest[SHA256_DIGEST_LEN], char out[SHA256_
 {
 	static const char hex[] = "0123456789abcdef";
 
-	for (int i = 0; i < SHA256_KEY_ID_LEN / 2; i++) {
+	for (size_t i = 0; i < SHA256_KEY_ID_LEN / 2; i++) {
 		out[2 * i] = hex[digest[i] >> 4];
 		out[2 * i + 1] = hex[digest[i] & 15];
 	}

@@ -120,7 +120,7 @@ static uint64_t now_ms(void)
 
 static struct timeval ms_to_tv(int ms)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
 
 	return tv;
 }

@@ -9,6 +9,7 @@ packages=(
   lighttpd redis-server redis-tools       # local stack, tests
   nginx spawn-fcgi multiwatch             # nginx deployment
   curl procps iproute2 python3            # tests
+  cppcheck clang-tidy                     # lint
 )
 
 missing=()
