@@ -21,10 +21,15 @@
  * when it is out of memory (noeviction) or a read-only replica, so a refused
  * script has written nothing.
  *
- * The GCRA limiter (SPEC 5) keeps one "theoretical arrival time" per caller,
- * in microseconds of Redis's clock (TIME), so front ends with skewed clocks
- * agree.  A request is admitted if it would not push the TAT more than one
- * window past now; a refused request writes nothing.
+ * The limiter (SPEC 5) is a sliding-window log: a sorted set per caller of
+ * the times (microseconds of Redis's clock, TIME, so front ends with skewed
+ * clocks agree) of the requests admitted in the last window.  A request is
+ * admitted while fewer than `max` lie in (now - window, now]: never more
+ * than the limit in any window-long interval, whatever the alignment, which a
+ * fixed window (up to twice the limit across an edge) and GCRA (a full burst
+ * plus the steady rate) cannot promise.  A refused request writes nothing.
+ * Returns: admitted, remaining, microseconds until the budget is full again,
+ * microseconds until one request is admitted.
  * ---------------------------------------------------------------------------
  */
 #define SCRIPT_PRELUDE \
@@ -33,15 +38,17 @@
 	"  if max <= 0 then return true, -1, 0, 0 end\n" \
 	"  local t = redis.call('TIME')\n" \
 	"  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
-	"  local interval = window_us / max\n" \
-	"  local tat = tonumber(redis.call('GET', key)) or now\n" \
-	"  if tat < now then tat = now end\n" \
-	"  local new_tat = tat + interval\n" \
-	"  if new_tat - window_us > now then\n" \
-	"    return false, 0, math.ceil(tat - now), math.ceil(new_tat - window_us - now)\n" \
+	"  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window_us))\n" \
+	"  local count = redis.call('ZCARD', key)\n" \
+	"  if count >= max then\n" \
+	"    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n" \
+	"    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')\n" \
+	"    return false, 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now\n" \
 	"  end\n" \
-	"  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))\n" \
-	"  return true, math.floor((now + window_us - new_tat) / interval + 1e-9), math.ceil(new_tat - now), 0\n" \
+	"  local stamp = string.format('%.0f', now)\n" \
+	"  redis.call('ZADD', key, stamp, stamp .. ':' .. count)\n" \
+	"  redis.call('PEXPIRE', key, math.ceil(window_us / 1000))\n" \
+	"  return true, max - count - 1, window_us, 0\n" \
 	"end\n"
 
 /* KEYS: sum, rl.  ARGV: limit, window_us. */
