@@ -21,6 +21,7 @@
 #include "http.h"
 #include "idem.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "store.h"
 
@@ -31,6 +32,7 @@ static struct {
 	struct config cfg;
 	struct auth *auth;
 	struct store *store;
+	bool metrics_auth;              /* ABACUS_METRICS_AUTH, kept after cfg is freed */
 } worker;
 
 typedef void (*handler_fn)(struct request *r);
@@ -52,6 +54,10 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 
 	if (status == STORE_OK || status == STORE_REPLAYED)
 		return true;
+	if (status == STORE_RATE_LIMITED)
+		metrics_inc(METRICS_RATE_LIMITED);
+	else if (status == STORE_KEY_CONFLICT)
+		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
 	http_problem(r, failures[status].problem, failures[status].detail);
 	if (status == STORE_UNAVAILABLE)
 		http_add_header(r, "Retry-After", "1");
@@ -118,8 +124,10 @@ static void handle_post_number(struct request *r)
 	ratelimit_add_headers(r, &worker.cfg, status, &res);
 	if (!store_ok_or_problem(r, status))
 		return;
-	if (status == STORE_REPLAYED)
+	if (status == STORE_REPLAYED) {
 		http_add_header(r, "Idempotent-Replayed", "true");
+		metrics_inc(METRICS_IDEMPOTENT_REPLAYS);
+	}
 	log_sum_event(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", number, res.sum);
 	http_reply_json(r, 200, "{\"message\":\"Number added successfully.\",\"current_sum\":%" PRId64 "}",
 	                res.sum);
@@ -170,25 +178,43 @@ static void handle_readyz(struct request *r)
 	http_reply_json(r, 200, "{\"status\":\"ready\"}");
 }
 
+/*
+ * The whole front end's counters, from the shared segment.  The scrape is
+ * counted after its response is written, so it shows in the next scrape.
+ */
+static void handle_metrics(struct request *r)
+{
+	if (worker.metrics_auth && !auth_check_bearer_or_problem(worker.auth, r))
+		return;
+	r->resp.status = 200;
+	r->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+	r->resp.body_ext = metrics_render(&r->resp.body_len);
+}
+
 /* ---- routing ---- */
 
 struct route {
 	const char *path;
+	enum metrics_endpoint endpoint;         /* its label in the metrics */
 	const char *allow;                      /* the Allow header for a 405 */
 	handler_fn handlers[HTTP_METHOD_COUNT]; /* NULL: method not allowed */
 };
 
 static const struct route routes[] = {
-	{ "/abacus/sum", "GET, HEAD, PUT, DELETE",
+	{ "/abacus/sum", METRICS_EP_SUM, "GET, HEAD, PUT, DELETE",
 	  { [HTTP_GET] = handle_get_sum, [HTTP_HEAD] = handle_get_sum,
 	    [HTTP_PUT] = handle_put_sum, [HTTP_DELETE] = handle_delete_sum } },
-	{ "/abacus/number", "POST", { [HTTP_POST] = handle_post_number } },
-	{ "/healthz", "GET, HEAD", { [HTTP_GET] = handle_healthz, [HTTP_HEAD] = handle_healthz } },
-	{ "/readyz", "GET, HEAD", { [HTTP_GET] = handle_readyz, [HTTP_HEAD] = handle_readyz } },
+	{ "/abacus/number", METRICS_EP_NUMBER, "POST", { [HTTP_POST] = handle_post_number } },
+	{ "/healthz", METRICS_EP_HEALTHZ, "GET, HEAD",
+	  { [HTTP_GET] = handle_healthz, [HTTP_HEAD] = handle_healthz } },
+	{ "/readyz", METRICS_EP_READYZ, "GET, HEAD",
+	  { [HTTP_GET] = handle_readyz, [HTTP_HEAD] = handle_readyz } },
+	{ "/metrics", METRICS_EP_METRICS, "GET, HEAD",
+	  { [HTTP_GET] = handle_metrics, [HTTP_HEAD] = handle_metrics } },
 };
 
-/* The request pipeline: route, then the handler. */
-static void dispatch(struct request *r)
+/* The request pipeline: route, then the handler.  Returns the endpoint label. */
+static enum metrics_endpoint dispatch(struct request *r)
 {
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *route = &routes[i];
@@ -198,12 +224,13 @@ static void dispatch(struct request *r)
 		if (route->handlers[r->method] == NULL) {
 			http_problem(r, PROBLEM_METHOD_NOT_ALLOWED, "see the Allow header");
 			http_add_header(r, "Allow", route->allow);
-			return;
+		} else {
+			route->handlers[r->method](r);
 		}
-		route->handlers[r->method](r);
-		return;
+		return route->endpoint;
 	}
 	http_problem(r, PROBLEM_NOT_FOUND, "no such route");
+	return METRICS_EP_OTHER;
 }
 
 /* ---- FastCGI glue ---- */
@@ -287,6 +314,9 @@ static void start(void)
 		log_message(LOG_LEVEL_ERROR, "startup_error", NULL, "out of memory");
 		exit(1);
 	}
+	worker.metrics_auth = worker.cfg.metrics_auth;
+	metrics_open(worker.cfg.metrics_shm, ABACUS_VERSION);
+
 	/* The key lists are no longer needed: only digests stay in memory. */
 	config_free(&worker.cfg);
 	if (!store_connect(worker.store))
@@ -324,14 +354,19 @@ int main(int argc, char **argv)
 	while (FCGX_Accept_r(&fcgi) >= 0) {
 		struct request r;
 		struct timespec started;
+		enum metrics_endpoint endpoint;
+		long long duration_us;
 
 		clock_gettime(CLOCK_MONOTONIC, &started);
 		http_request_init(&r, fcgi.envp, fcgi_read, &fcgi);
-		dispatch(&r);
+		endpoint = dispatch(&r);
 		write_response(&fcgi, &r);
+		duration_us = elapsed_us(&started);
+		metrics_request(endpoint, r.method, r.resp.status, (uint64_t)duration_us);
+		log_request(&r, duration_us);
 		FCGX_Finish_r(&fcgi);
-		log_request(&r, elapsed_us(&started));
 	}
+	metrics_close();
 	store_free(worker.store);
 	auth_free(worker.auth);
 	return 0;

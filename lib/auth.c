@@ -3,8 +3,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sha256.h"
 
 struct auth_entry {
@@ -132,13 +134,17 @@ enum auth_result auth_check(const struct auth *auth, const char *presented, enum
 	return AUTH_OK;
 }
 
-bool auth_check_or_problem(const struct auth *auth, struct request *r, enum auth_need need)
+static bool check_key_or_problem(const struct auth *auth, struct request *r, const char *presented,
+                                 enum auth_need need)
 {
-	enum auth_result result = auth_check(auth, http_param(r, "HTTP_X_API_KEY"), need, &r->caller);
+	enum auth_result result = auth_check(auth, presented, need, &r->caller);
 	struct log_line l;
 
 	if (result == AUTH_OK)
 		return true;
+	metrics_auth_failure(result == AUTH_MISSING ? METRICS_AUTH_MISSING
+	                     : result == AUTH_NOT_ADMIN ? METRICS_AUTH_NOT_ADMIN
+	                     : METRICS_AUTH_UNKNOWN);
 	if (log_begin(&l, LOG_LEVEL_WARN, "auth_failure", r->request_id)) {
 		log_str(&l, "reason", auth_result_name(result));
 		if (result != AUTH_MISSING)
@@ -158,4 +164,19 @@ bool auth_check_or_problem(const struct auth *auth, struct request *r, enum auth
 		break;
 	}
 	return false;
+}
+
+bool auth_check_or_problem(const struct auth *auth, struct request *r, enum auth_need need)
+{
+	return check_key_or_problem(auth, r, http_param(r, "HTTP_X_API_KEY"), need);
+}
+
+bool auth_check_bearer_or_problem(const struct auth *auth, struct request *r)
+{
+	const char *key = http_param(r, "HTTP_X_API_KEY");
+	const char *authorization = http_param(r, "HTTP_AUTHORIZATION");
+
+	if (key == NULL && authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0)
+		key = authorization + 7;
+	return check_key_or_problem(auth, r, key, AUTH_ANY);
 }

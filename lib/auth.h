@@ -57,6 +57,13 @@ enum auth_result auth_check(const struct auth *auth, const char *presented, enum
  */
 bool auth_check_or_problem(const struct auth *auth, struct request *r, enum auth_need need);
 
+/*
+ * As auth_check_or_problem, but also takes the key from
+ * "Authorization: Bearer <key>" when X-API-Key is absent: Prometheus can send
+ * a bearer token but (before 2.55) no custom header.  Used for /metrics.
+ */
+bool auth_check_bearer_or_problem(const struct auth *auth, struct request *r);
+
 /* True when a and b (n bytes each) are equal; time depends only on n. */
 bool auth_equal_ct(const void *a, const void *b, size_t n);
 

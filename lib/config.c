@@ -556,6 +556,32 @@ static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, 
 	       load_proxies(cfg, lookup("ABACUS_TRUSTED_PROXIES"), err, errlen);
 }
 
+/* A POSIX shared-memory name: "/" then 1-100 of A-Z a-z 0-9 _ . - */
+static bool shm_name_is_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 2 || n > 101 || name[0] != '/')
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL)
+			return false;
+	return true;
+}
+
+static bool load_metrics(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *name = lookup("ABACUS_METRICS_SHM");
+
+	if (name == NULL || *name == '\0')
+		name = "/abacus-metrics";
+	if (!shm_name_is_valid(name))
+		return fail(err, errlen,
+		            "ABACUS_METRICS_SHM: '/' then 1..100 of A-Z a-z 0-9 _ . - (got '%.40s')", name);
+	snprintf(cfg->metrics_shm, sizeof(cfg->metrics_shm), "%s", name);
+	return load_bool(lookup, "ABACUS_METRICS_AUTH", false, &cfg->metrics_auth, err, errlen);
+}
+
 bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
 {
 	const char *level = lookup("ABACUS_LOG_LEVEL");
@@ -567,7 +593,7 @@ bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t 
 		goto err;
 	}
 	if (!load_redis(cfg, lookup, err, errlen) || !load_auth(cfg, lookup, err, errlen) ||
-	    !load_limits(cfg, lookup, err, errlen))
+	    !load_limits(cfg, lookup, err, errlen) || !load_metrics(cfg, lookup, err, errlen))
 		goto err;
 	return true;
 err:
@@ -622,6 +648,8 @@ void config_log_effective(const struct config *cfg)
 	log_int(&l, "rate_limit_requests", cfg->rate_limit_requests);
 	log_int(&l, "rate_limit_window_seconds", cfg->rate_limit_window_seconds);
 	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
+	log_str(&l, "metrics_shm", cfg->metrics_shm);
+	log_bool(&l, "metrics_auth", cfg->metrics_auth);
 	log_str(&l, "log_level", log_level_name(cfg->log_level));
 	log_end(&l);
 }

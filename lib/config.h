@@ -67,6 +67,9 @@ struct config {
 	struct config_cidr trusted_proxies[CONFIG_PROXIES_MAX]; /* ABACUS_TRUSTED_PROXIES */
 	size_t trusted_proxy_count;
 
+	char metrics_shm[128];              /* ABACUS_METRICS_SHM: POSIX shm name */
+	bool metrics_auth;                  /* ABACUS_METRICS_AUTH: /metrics needs a key */
+
 	enum log_level log_level;           /* ABACUS_LOG_LEVEL */
 };
 

@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
@@ -98,6 +99,12 @@ static const char script_set[] = SCRIPT_PRELUDE
 
 enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
 
+static const enum metrics_redis_op script_ops[SCRIPT_COUNT] = {
+	[SCRIPT_GET] = METRICS_OP_GET,
+	[SCRIPT_ADD] = METRICS_OP_ADD,
+	[SCRIPT_SET] = METRICS_OP_SET,
+};
+
 static const char *const scripts[SCRIPT_COUNT] = {
 	[SCRIPT_GET] = script_get,
 	[SCRIPT_ADD] = script_add,
@@ -123,6 +130,24 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Counts one command (or connection attempt) started at `started` (now_us()). */
+static void count_op(enum metrics_redis_op op, const redisReply *reply, uint64_t started)
+{
+	enum metrics_redis_result result = reply == NULL ? METRICS_RESULT_UNAVAILABLE
+	                                 : reply->type == REDIS_REPLY_ERROR ? METRICS_RESULT_ERROR
+	                                 : METRICS_RESULT_OK;
+
+	metrics_redis(op, result, now_us() - started);
 }
 
 static struct timeval ms_to_tv(int ms)
@@ -327,7 +352,7 @@ static bool ensure_connected(struct store *store, uint64_t deadline)
 {
 	const struct redis_target *t = &store->opt.target;
 	struct timeval tv;
-	uint64_t started;
+	uint64_t started, connect_started;
 	int connect_ms = store->opt.connect_timeout_ms;
 
 	if (store->ctx != NULL)
@@ -339,6 +364,7 @@ static bool ensure_connected(struct store *store, uint64_t deadline)
 		connect_ms = (int)(deadline - started);
 	tv = ms_to_tv(connect_ms);
 
+	connect_started = now_us();
 	if (t->transport == REDIS_TRANSPORT_UNIX)
 		store->ctx = redisConnectUnixWithTimeout(t->path, tv);
 	else
@@ -348,6 +374,7 @@ static bool ensure_connected(struct store *store, uint64_t deadline)
 		if (store->ctx != NULL)
 			redisFree(store->ctx);
 		store->ctx = NULL;
+		metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_UNAVAILABLE, now_us() - connect_started);
 		disconnect(store, "connect failed");
 		return false;
 	}
@@ -355,14 +382,17 @@ static bool ensure_connected(struct store *store, uint64_t deadline)
 		redisEnableKeepAlive(store->ctx);
 	store->timeout_ms = -1;
 	if (!set_timeout(store, deadline) || !setup_connection(store)) {
+		metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_ERROR, now_us() - connect_started);
 		disconnect(store, "connection setup failed");
 		return false;
 	}
+	metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_OK, now_us() - connect_started);
 	store->connects++;
 	store->backoff_ms = 0;
 	if (store->connects > 1) {
 		struct log_line l;
 
+		metrics_inc(METRICS_REDIS_RECONNECTS);
 		if (log_begin(&l, LOG_LEVEL_INFO, "redis_reconnected", NULL)) {
 			log_int(&l, "reconnects", (long long)store->connects - 1);
 			log_end(&l);
@@ -397,13 +427,16 @@ static redisReply *run_script(struct store *store, enum script_id id, int nkeys,
 	for (int attempt = 0; attempt < 3; attempt++) {
 		bool was_open = store->ctx != NULL;
 		redisReply *reply;
+		uint64_t started;
 
 		if (!ensure_connected(store, deadline) || !set_timeout(store, deadline))
 			return NULL;
 		argv[1] = store->sha[id];
 		argvlen[1] = strlen(store->sha[id]);
 		errno = 0;
+		started = now_us();
 		reply = redisCommandArgv(store->ctx, argc, argv, argvlen);
+		count_op(script_ops[id], reply, started);
 		if (reply == NULL) {
 			int err = store->ctx->err;
 			int saved_errno = errno;
@@ -424,8 +457,11 @@ static redisReply *run_script(struct store *store, enum script_id id, int nkeys,
 		}
 		if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
 		    !reloaded) {
-			redisReply *load = redisCommand(store->ctx, "SCRIPT LOAD %s", scripts[id]);
+			redisReply *load;
 
+			started = now_us();
+			load = redisCommand(store->ctx, "SCRIPT LOAD %s", scripts[id]);
+			count_op(METRICS_OP_SCRIPT_LOAD, load, started);
 			freeReplyObject(reply);
 			reloaded = true;
 			if (load == NULL) {
@@ -596,11 +632,14 @@ enum store_status store_ping(struct store *store)
 	uint64_t deadline = now_ms() + (uint64_t)store->opt.connect_timeout_ms +
 	                    (uint64_t)store->opt.command_timeout_ms;
 	redisReply *reply;
+	uint64_t started;
 	bool ok;
 
 	if (!ensure_connected(store, deadline) || !set_timeout(store, deadline))
 		return STORE_UNAVAILABLE;
+	started = now_us();
 	reply = redisCommand(store->ctx, "PING");
+	count_op(METRICS_OP_PING, reply, started);
 	if (reply == NULL) {
 		disconnect(store, store->ctx->errstr);
 		return STORE_UNAVAILABLE;

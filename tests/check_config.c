@@ -52,6 +52,8 @@ START_TEST(test_config_defaults)
 	ck_assert_int_eq(cfg.rate_limit_requests, 600);
 	ck_assert_int_eq(cfg.rate_limit_window_seconds, 60);
 	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
+	ck_assert_str_eq(cfg.metrics_shm, "/abacus-metrics");
+	ck_assert(!cfg.metrics_auth);
 	config_free(&cfg);
 }
 END_TEST
@@ -217,6 +219,9 @@ static const struct bad_case bad[] = {
 	{ "ABACUS_TRUSTED_PROXIES=10.0.0.0/33", "ABACUS_TRUSTED_PROXIES" },
 	{ "ABACUS_TRUSTED_PROXIES=proxy.local", "ABACUS_TRUSTED_PROXIES" },
 	{ "REDIS_URL=localhost:6379", "REDIS_URL" },
+	{ "ABACUS_METRICS_SHM=abacus", "ABACUS_METRICS_SHM" },
+	{ "ABACUS_METRICS_SHM=/a/b", "ABACUS_METRICS_SHM" },
+	{ "ABACUS_METRICS_AUTH=sometimes", "ABACUS_METRICS_AUTH" },
 };
 
 START_TEST(test_config_refuses_bad_value)

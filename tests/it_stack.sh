@@ -44,7 +44,8 @@ kill -KILL "$victim"
 ok=0
 for i in $(seq 1 20); do post "$P1" local-dev-key "k-$i" 1; [ "$STATUS" = 200 ] && ok=$((ok + 1)); done
 check "requests after a worker was killed" 20 "$ok"
-check_true "lighttpd respawned the worker" wait_until 5 test "$(workers_of "$P1")" -eq 2
+workers_are() { test "$(workers_of "$1")" -eq "$2"; }
+check_true "lighttpd respawned the worker" wait_until 5 workers_are "$P1" 2
 
 # ---- lighttpd killed hard leaves its workers; stop still removes them ----
 lt=$(cat "$STACK/frontend-$P2/frontend.pid")

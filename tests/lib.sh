@@ -24,7 +24,8 @@ cleanup() {
   local s pid
   for s in "${STACKS[@]}"; do stack_env "$s" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1 || true; done
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; else echo "(kept $TMP)"; fi
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; fi
 }
 
 check() { # check NAME EXPECTED ACTUAL
@@ -55,6 +56,7 @@ suite_end() {
   local reports
   reports=$(grep -rlE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$TMP" 2>/dev/null || true)
   check "no sanitizer report in logs" "" "$reports"
+  { [ "$FAILED" -gt 0 ] || [ -n "${KEEP_TMP:-}" ]; } && echo "(logs kept in $TMP)"
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
   exit $?

@@ -17,6 +17,8 @@ for suite in $suites; do
   if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     total_pass=$((total_pass + BASH_REMATCH[1]))
     total_fail=$((total_fail + BASH_REMATCH[2]))
+  else
+    rc=1    # a suite that did not end with its summary line did not finish
   fi
   if [ "$rc" -ne 0 ]; then
     printf '%s\n' "$out" | grep -v "^$line\$" | tail -n 40
