@@ -33,6 +33,17 @@ $(REL)/abacus.fcgi: $(REL)/abacus.fcgi.o $(LIB_SRC:%.c=$(REL)/%.o)
 	@echo "  LD      $@"
 	@$(CC) $^ -o $@ $(LDLIBS)
 
+# ---- release build with the metrics updates compiled out (cost measurement) ----
+NOM := build/nometrics
+$(NOM)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) -DABACUS_NO_METRICS $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
+
+$(NOM)/abacus.fcgi: $(NOM)/abacus.fcgi.o $(LIB_SRC:%.c=$(NOM)/%.o)
+	@echo "  LD      $@"
+	@$(CC) $^ -o $@ $(LDLIBS)
+
 # ---- sanitizer build and unit tests --------------------------------------
 $(TST)/%.o: %.c
 	@mkdir -p $(dir $@)
