@@ -535,7 +535,7 @@ unsigned metrics_workers_alive(void)
 const char *metrics_render(size_t *len)
 {
 	if (render_buf == NULL) {
-		render_cap = 64 * 1024;
+		render_cap = (size_t)64 * 1024;
 		render_buf = malloc(render_cap);
 		if (render_buf == NULL) {
 			*len = 0;

@@ -10,6 +10,7 @@ packages=(
   nginx spawn-fcgi multiwatch             # nginx deployment
   curl procps iproute2 python3            # tests
   cppcheck clang-tidy                     # lint
+  prometheus wrk                          # metrics tests, benchmarks
 )
 
 missing=()
