@@ -7,6 +7,7 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${ABACUS_TEST_BIN:-$ROOT/build/test/abacus.fcgi}
+FRONTEND=${FRONTEND:-lighttpd}   # the front-end kind the stacks of a suite use
 PASSED=0
 FAILED=0
 PIDS=()
@@ -15,6 +16,7 @@ USED_PORTS=" 6379 8001 8002 "
 
 suite_init() {
   SUITE=$1
+  [ "$FRONTEND" = lighttpd ] || SUITE=$SUITE-$FRONTEND
   TMP=$(mktemp -d "/tmp/abacus-$SUITE.XXXXXX")
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -23,6 +25,8 @@ suite_init() {
 cleanup() {
   local s pid
   for s in "${STACKS[@]}"; do stack_env "$s" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1 || true; done
+  # Helpers that run in subshells ($(...), < <(...)) record their pids in a file.
+  [ -f "$TMP/pids" ] && while read -r pid; do PIDS+=("$pid"); done <"$TMP/pids"
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; fi
@@ -99,7 +103,7 @@ start_redis() {
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --unixsocket "$dir/redis.sock" \
     --unixsocketperm 700 "$@" >/dev/null
   wait_until 5 redis_ping "$port" || { echo "redis $name did not start" >&2; return 1; }
-  PIDS+=("$(cat "$dir/redis.pid")")
+  cat "$dir/redis.pid" >>"$TMP/pids"
   echo "$port $(cat "$dir/redis.pid")"
 }
 
@@ -124,6 +128,7 @@ start_stack() {
     echo "ABACUS_REDIS_PORT=$RPORT"
     echo "ABACUS_BIN=$BIN"
     echo "ABACUS_WORKERS=${WORKERS:-3}"
+    echo "ABACUS_FRONTEND=${FRONTEND:-lighttpd}"
     local kv
     for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$STACK/stack.env"
@@ -146,6 +151,11 @@ req() {
   STATUS=$(curl -s -o "$body" -D "$out.head" -w '%{http_code}' --max-time 10 "${how[@]}" "$url" "$@")
   BODY=$(cat "$out.body")
   HEADERS=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
+  # OBSERVE=FILE records "METHOD /path STATUS" of every request (see it_api).
+  if [ -n "${OBSERVE:-}" ]; then
+    local path=${url#http://*/}
+    echo "$method /${path%%\?*} $STATUS" >>"$OBSERVE"
+  fi
 }
 
 # header NAME: the value of a response header of the last req (name lower-case).

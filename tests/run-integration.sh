@@ -4,13 +4,17 @@
 # Run one suite alone with: tests/it_api.sh
 set -u
 cd "$(dirname "$0")/.."
-suites=${ABACUS_SUITES:-$(ls tests/it_*.sh)}
+# The API suites run against both front-end kinds: "suite@nginx" sets FRONTEND.
+suites=${ABACUS_SUITES:-$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_exactness.sh@nginx}
 total_pass=0
 total_fail=0
 for suite in $suites; do
+  kind=lighttpd
+  case $suite in *@*) kind=${suite#*@}; suite=${suite%@*} ;; esac
   name=$(basename "$suite" .sh)
+  [ "$kind" = lighttpd ] || name="$name[$kind]"
   start=$(date +%s)
-  out=$("$suite" 2>&1)
+  out=$(FRONTEND=$kind "$suite" 2>&1)
   rc=$?
   line=$(printf '%s\n' "$out" | tail -n 1)
   printf '%-16s %s  (%ds)\n' "$name:" "$line" "$(( $(date +%s) - start ))"

@@ -9,6 +9,7 @@ packages=(
   lighttpd redis-server redis-tools       # local stack, tests
   nginx spawn-fcgi multiwatch             # nginx deployment
   curl procps iproute2 python3            # tests
+  python3-yaml python3-jsonschema         # compose file and OpenAPI checks
   cppcheck clang-tidy                     # lint
   prometheus wrk                          # metrics tests, benchmarks
 )
