@@ -21,7 +21,18 @@ TST      := build/test
 
 .PHONY: all test unit integration run deps lint clean bench
 .SECONDARY:
-all: $(REL)/abacus.fcgi
+all: $(REL)/abacus.fcgi tools/abacus-load
+
+# The load generator (libcurl's multi interface); docs/LOAD.md.
+tools/abacus-load: tools/abacus-load.c
+	@echo "  CC      $@"
+	@$(CC) -D_GNU_SOURCE $(RELEASE_CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs libcurl 2>/dev/null) -lm
+
+# The bench ceilings: a trivial FastCGI worker (tests/bench/hello.c).
+$(REL)/bench-hello: tests/bench/hello.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) $< -o $@ $(LDLIBS)
 
 # ---- release build -------------------------------------------------------
 $(REL)/%.o: %.c
@@ -77,6 +88,10 @@ test: deps
 run: deps all
 	@tools/abacus-stack run
 
+# Throughput and latency against the ceilings measured in the same run; docs/BENCHMARKS.md.
+bench: deps all $(REL)/bench-hello
+	@tests/bench/run.sh
+
 lint:
 	@echo "  LINT    cppcheck, clang-tidy"
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
@@ -84,6 +99,6 @@ lint:
 	@clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11 2>/dev/null
 
 clean:
-	rm -rf build
+	rm -rf build tools/abacus-load
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,34 +1,55 @@
 #!/usr/bin/env bash
 # Runs every integration suite (tests/it_*.sh) against the sanitizer build,
-# printing each suite's summary line; stops at the first failing suite.
-# Run one suite alone with: tests/it_api.sh
+# JOBS at a time (default 2: every suite uses its own ports and folders), and
+# prints each suite's summary line in order.  Exit 1 if any suite failed or
+# did not finish with its summary line.
+# Run one suite alone with: tests/it_api.sh  (FRONTEND=nginx tests/it_api.sh)
 set -u
 cd "$(dirname "$0")/.."
 # The API suites run against both front-end kinds: "suite@nginx" sets FRONTEND.
 suites=${ABACUS_SUITES:-$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_exactness.sh@nginx}
+jobs=${JOBS:-2}
+out=$(mktemp -d /tmp/abacus-integration.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+run_suite() { # index suite
+  local i=$1 suite=$2 kind=lighttpd start
+  case $suite in *@*) kind=${suite#*@}; suite=${suite%@*} ;; esac
+  start=$(date +%s)
+  FRONTEND=$kind "$suite" >"$out/$i.log" 2>&1
+  echo "$? $(( $(date +%s) - start )) $kind" >"$out/$i.rc"
+}
+
+i=0
+for suite in $suites; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 0.2; done
+  run_suite "$i" "$suite" &
+  i=$((i + 1))
+done
+wait
+
 total_pass=0
 total_fail=0
+bad=0
+i=0
 for suite in $suites; do
-  kind=lighttpd
-  case $suite in *@*) kind=${suite#*@}; suite=${suite%@*} ;; esac
-  name=$(basename "$suite" .sh)
+  read -r rc secs kind <"$out/$i.rc"
+  name=$(basename "${suite%@*}" .sh)
   [ "$kind" = lighttpd ] || name="$name[$kind]"
-  start=$(date +%s)
-  out=$(FRONTEND=$kind "$suite" 2>&1)
-  rc=$?
-  line=$(printf '%s\n' "$out" | tail -n 1)
-  printf '%-16s %s  (%ds)\n' "$name:" "$line" "$(( $(date +%s) - start ))"
+  line=$(tail -n 1 "$out/$i.log")
+  printf '%-20s %s  (%ds)\n' "$name:" "$line" "$secs"
   if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     total_pass=$((total_pass + BASH_REMATCH[1]))
     total_fail=$((total_fail + BASH_REMATCH[2]))
   else
     rc=1    # a suite that did not end with its summary line did not finish
+    total_fail=$((total_fail + 1))
   fi
   if [ "$rc" -ne 0 ]; then
-    printf '%s\n' "$out" | grep -v "^$line\$" | tail -n 40
-    echo "integration: $name failed; stopping"
-    echo "$total_pass passed, $((total_fail > 0 ? total_fail : 1)) failed"
-    exit 1
+    grep -v "^$line\$" "$out/$i.log" | tail -n 40 | sed 's/^/    /'
+    bad=1
   fi
+  i=$((i + 1))
 done
 echo "$total_pass passed, $total_fail failed"
+exit $bad

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config
   libfcgi-dev libhiredis-dev check        # build
+  libcurl4-openssl-dev                    # tools/abacus-load
   lighttpd redis-server redis-tools       # local stack, tests
   nginx spawn-fcgi multiwatch             # nginx deployment
   curl procps iproute2 python3            # tests

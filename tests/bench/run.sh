@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# make bench: abacus against its ceilings, measured in one run, interleaved.
+#
+#   abacus      POST /abacus/number (fresh Idempotency-Key each) and GET /abacus/sum
+#   hello       a trivial FastCGI worker behind the same lighttpd: the web tier's ceiling
+#   hello+redis the same worker doing one EVALSHA of a trivial script per request:
+#               the ceiling for anything needing one Redis round trip
+#   redis-bench redis-benchmark running that EVALSHA: Redis's own ceiling
+#
+# Two front ends with 4 workers each, release build; wrk: one process per front
+# end, 16 connections each (32 in all).  Medians of ROUNDS rounds.  Results go
+# to stdout and build/bench/results.txt.
+#
+# Settings: ROUNDS (3), DURATION (10s), CONNS (16 per front end), WORKERS (4).
+set -u
+. "$(dirname "$0")/../lib.sh"
+suite_init bench
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-16}
+BENCH_WORKERS=${WORKERS:-4}
+OUT=$ROOT/build/bench
+mkdir -p "$OUT"
+REL=$ROOT/build/release
+KEY=bench-key
+
+read -r RP RPID < <(start_redis bench --appendonly yes)
+
+# start NAME BIN [VAR=value...]: a two-front-end stack on the shared Redis.
+declare -A PORTS
+start() {
+  local name=$1 bin=$2; shift 2
+  BIN=$bin WORKERS=$BENCH_WORKERS start_stack "$name" REDIS_URL="redis://127.0.0.1:$RP/0" \
+    ABACUS_API_KEYS=$KEY ABACUS_RATE_LIMIT_REQUESTS=1000000000 "$@" >/dev/null || exit 1
+  PORTS[$name]="$P1 $P2"
+  eval "STACK_$name=\$STACK"
+}
+start abacus "$REL/abacus.fcgi"
+start hello "$REL/bench-hello"
+start hredis "$REL/bench-hello" BENCH_EVALSHA=1
+
+# CPU ticks (utime+stime) of a set of pids, and of their children.
+ticks_of() {
+  local total=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+frontend_pids() { # stack-dir: lighttpd and workers of both front ends
+  local d
+  for d in "$1"/frontend-*; do
+    local lp; lp=$(cat "$d/frontend.pid")
+    echo "$lp"; pgrep -P "$lp"
+  done
+}
+rss_kib() { # pids -> summed VmRSS
+  local total=0 p
+  for p in "$@"; do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
+  echo "$total"
+}
+to_ms() { # wrk latency "1.23ms" / "850.00us" / "1.2s" -> ms
+  python3 -c "
+import sys, re
+v = sys.argv[1]; m = re.match(r'([0-9.]+)(us|ms|s)$', v)
+print('%.3f' % (float(m.group(1)) * {'us': 0.001, 'ms': 1, 's': 1000}[m.group(2)]))" "$1"
+}
+
+# wrk_run NAME SCRIPT: both front ends at once; prints "rps p50_ms p99_ms cpu_us_fe cpu_us_redis".
+wrk_run() {
+  local name=$1 script=$2 ports=${PORTS[$1]} dir pids t0 r0 i=0 p
+  eval "dir=\$STACK_$name"
+  pids=$(frontend_pids "$dir")
+  # shellcheck disable=SC2086
+  t0=$(ticks_of $pids); r0=$(ticks_of "$RPID")
+  for p in $ports; do
+    wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/tests/bench/$script" "http://127.0.0.1:$p" -- "$KEY" \
+      >"$TMP/wrk.$i" 2>&1 &
+    i=$((i + 1))
+  done
+  wait
+  # shellcheck disable=SC2086
+  local t1 r1; t1=$(ticks_of $pids); r1=$(ticks_of "$RPID")
+  python3 - "$TMP/wrk.0" "$TMP/wrk.1" "$((t1 - t0))" "$((r1 - r0))" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+def parse(path):
+    t = open(path).read()
+    rps = float(re.search(r'Requests/sec:\s+([0-9.]+)', t).group(1))
+    reqs = int(re.search(r'(\d+) requests in', t).group(1))
+    def lat(p):
+        m = re.search(r'^\s+%s%%\s+([0-9.]+)(us|ms|s)\s*$' % p, t, re.M)
+        return float(m.group(1)) * {'us': 0.001, 'ms': 1, 's': 1000}[m.group(2)]
+    non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', t)
+    return rps, reqs, lat(50), lat(99), int(non2xx.group(1)) if non2xx else 0
+a, b = parse(sys.argv[1]), parse(sys.argv[2])
+fe, rd, hz = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+reqs = a[1] + b[1]
+p50 = (a[2] * a[1] + b[2] * b[1]) / reqs          # weighted by requests
+p99 = max(a[3], b[3])                              # the worse front end
+print("%.0f %.3f %.3f %.1f %.1f %d" % (a[0] + b[0], p50, p99, fe * 1e6 / hz / reqs, rd * 1e6 / hz / reqs, a[4] + b[4]))
+PY
+}
+
+redis_bench() {
+  local sha
+  sha=$(redis-cli -p "$RP" script load 'return 1')
+  redis-benchmark -p "$RP" -c $((CONNS * 2)) -n 300000 -q EVALSHA "$sha" 0 2>/dev/null |
+    tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print int($i); exit}}'
+}
+
+declare -A R
+for round in $(seq 1 "$ROUNDS"); do
+  R[abacus_post_$round]=$(wrk_run abacus post.lua)
+  R[abacus_get_$round]=$(wrk_run abacus get.lua)
+  R[hello_$round]=$(wrk_run hello get.lua)
+  R[hredis_$round]=$(wrk_run hredis get.lua)
+  R[redis_$round]=$(redis_bench)
+  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | redis-benchmark ${R[redis_$round]}" >&2
+done
+rss=$(rss_kib $(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid") $(pgrep -P "$(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid")"))
+
+{
+  for k in "${!R[@]}"; do echo "$k ${R[$k]}"; done | sort
+  echo "rss_kib_one_frontend $rss"
+} >"$OUT/raw.txt"
+
+python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" <<'PY' | tee "$OUT/results.txt"
+import statistics, sys
+raw = {}
+for line in open(sys.argv[1]):
+    k, *v = line.split()
+    raw[k] = v
+rounds, conns, workers = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def med(name, i):
+    return statistics.median(float(raw["%s_%d" % (name, r)][i]) for r in range(1, rounds + 1))
+rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum", "abacus_get"),
+        ("ceiling: trivial worker", "hello"), ("ceiling: trivial worker + 1 EVALSHA", "hredis")]
+print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds" % (workers, 2 * conns, rounds))
+print("%-38s %10s %9s %9s %13s %13s %8s" % ("", "req/s", "p50 ms", "p99 ms", "cpu us/req FE", "cpu us/req R", "non-2xx"))
+for label, key in rows:
+    print("%-38s %10.0f %9.3f %9.3f %13.1f %13.1f %8.0f" % (label, med(key, 0), med(key, 1), med(key, 2), med(key, 3), med(key, 4), med(key, 5)))
+rb = statistics.median(float(raw["redis_%d" % r][0]) for r in range(1, rounds + 1))
+print("%-38s %10.0f" % ("ceiling: redis-benchmark EVALSHA", rb))
+ceil = "hredis"
+post, get = med("abacus_post", 0) / med(ceil, 0), med("abacus_get", 0) / med(ceil, 0)
+p99p, p99g = med("abacus_post", 2) / med(ceil, 2), med("abacus_get", 2) / med(ceil, 2)
+rss = int(raw["rss_kib_one_frontend"][0])
+print()
+print("POST / one-round-trip ceiling: %5.1f %%  (target >= 80 %%)  %s" % (100 * post, "ok" if post >= 0.8 else "MISSED"))
+print("GET  / one-round-trip ceiling: %5.1f %%  (target >= 85 %%)  %s" % (100 * get, "ok" if get >= 0.85 else "MISSED"))
+print("p99 POST / ceiling p99:        %5.2f x  (target <= 1.5 x)  %s" % (p99p, "ok" if p99p <= 1.5 else "MISSED"))
+print("p99 GET  / ceiling p99:        %5.2f x  (target <= 1.5 x)  %s" % (p99g, "ok" if p99g <= 1.5 else "MISSED"))
+print("GET / web-tier ceiling:        %5.1f %%" % (100 * med("abacus_get", 0) / med("hello", 0)))
+print("RSS of one front end (lighttpd + %d workers): %.1f MiB  (target < 12 MiB)  %s" % (workers, rss / 1024, "ok" if rss < 12 * 1024 else "MISSED"))
+PY
