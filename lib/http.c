@@ -84,15 +84,16 @@ bool http_request_id_is_sane(const char *id)
 
 /*
  * Request ids need to be unique, not secret: a per-process xorshift generator
- * seeded once from getrandom(), so the hot path makes no system call.
+ * seeded once from getrandom(), so the hot path makes no system call.  A
+ * worker never forks after its first request (a forked copy would repeat ids).
  */
 void http_generate_request_id(char out[33])
 {
 	static uint64_t state[2];
-	static pid_t seeded_pid;
+	static bool seeded;
 	static const char hex[] = "0123456789abcdef";
 
-	if (seeded_pid != getpid()) {
+	if (!seeded) {
 		if (getrandom(state, sizeof(state), 0) != sizeof(state)) {
 			struct timespec ts;
 
@@ -101,7 +102,7 @@ void http_generate_request_id(char out[33])
 			state[1] = (uint64_t)ts.tv_sec * 0x9e3779b97f4a7c15ULL;
 		}
 		state[0] |= 1;
-		seeded_pid = getpid();
+		seeded = true;
 	}
 	for (int half = 0; half < 2; half++) {
 		/* xorshift128+ */

@@ -121,11 +121,26 @@ static bool append_escaped(struct log_line *line, const char *value, size_t n)
 	return true;
 }
 
+/* "2026-11-26T23:40:05" for a second; the last one is cached (one strftime a second). */
+static void format_second(time_t sec, char *out, size_t cap)
+{
+	static time_t cached_sec = -1;
+	static char cached[32];
+
+	if (sec != cached_sec) {
+		struct tm tm;
+
+		gmtime_r(&sec, &tm);
+		strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = sec;
+	}
+	snprintf(out, cap, "%s", cached);
+}
+
 bool log_begin(struct log_line *line, enum log_level level, const char *event,
                const char *request_id)
 {
 	struct timeval tv;
-	struct tm tm;
 	char ts[40];
 
 	if (level < min_level)
@@ -135,8 +150,7 @@ bool log_begin(struct log_line *line, enum log_level level, const char *event,
 	line->buf[0] = '\0';
 
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	format_second(tv.tv_sec, ts, sizeof(ts));
 	line->len = (size_t)snprintf(line->buf, sizeof(line->buf),
 	                             "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"",
 	                             ts, (long)(tv.tv_usec / 1000), log_level_name(level));

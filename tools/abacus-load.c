@@ -363,6 +363,8 @@ static void on_done(CURLM *multi, CURLMsg *msg)
 	if (code != 200 && s->job.is_get == false && retryable(code) && s->job.attempts < MAX_RETRIES) {
 		retries++;
 		s->busy = true;
+		/* Retry on the next front end: this one may be the one that is down. */
+		s->job.target = (s->job.target + 1) % opt.target_count;
 		/* Back off a little; 429 and 503 ask for it. */
 		s->not_before = now_s() + fmin(0.05 * s->job.attempts, 1.0);
 		s->attempt_start = -1; /* pending retry */

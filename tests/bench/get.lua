@@ -4,5 +4,7 @@ local key = "local-dev-key"
 
 function init(args)
   if args[1] then key = args[1] end
+  wrk.method = "GET"
+  wrk.path = "/abacus/sum"
   wrk.headers["X-API-Key"] = key
 end

@@ -31,7 +31,7 @@ declare -A PORTS
 start() {
   local name=$1 bin=$2; shift 2
   BIN=$bin WORKERS=$BENCH_WORKERS start_stack "$name" REDIS_URL="redis://127.0.0.1:$RP/0" \
-    ABACUS_API_KEYS=$KEY ABACUS_RATE_LIMIT_REQUESTS=1000000000 "$@" >/dev/null || exit 1
+    ABACUS_API_KEYS=$KEY ${BENCH_LIMIT_SETTINGS:-ABACUS_RATE_LIMIT_REQUESTS=1000000000} "$@" >/dev/null || exit 1
   PORTS[$name]="$P1 $P2"
   eval "STACK_$name=\$STACK"
 }
