@@ -19,7 +19,7 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 REL      := build/release
 TST      := build/test
 
-.PHONY: all test unit integration run deps lint clean bench
+.PHONY: all test unit integration run deps lint clean bench fuzz
 .SECONDARY:
 all: $(REL)/abacus.fcgi tools/abacus-load
 
@@ -54,6 +54,24 @@ $(NOM)/%.o: %.c
 $(NOM)/abacus.fcgi: $(NOM)/abacus.fcgi.o $(LIB_SRC:%.c=$(NOM)/%.o)
 	@echo "  LD      $@"
 	@$(CC) $^ -o $@ $(LDLIBS)
+
+# ---- libFuzzer targets (clang); `make fuzz FUZZ_SECONDS=30` ----
+FUZZ         := build/fuzz
+FUZZ_TARGETS := body idem config request
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS)
+
+$(FUZZ)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CLANG   $@"
+	@clang $(CPPFLAGS) -D_GNU_SOURCE $(FUZZ_CFLAGS:-fsanitize=fuzzer,%=-fsanitize=fuzzer-no-link,%) -c $< -o $@
+
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC:%.c=$(FUZZ)/%.o)
+	@echo "  CLANG   $@"
+	@clang $(CPPFLAGS) $(FUZZ_CFLAGS) $^ -o $@ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # ---- sanitizer build and unit tests --------------------------------------
 $(TST)/%.o: %.c

@@ -275,6 +275,28 @@ static long long elapsed_us(const struct timespec *start)
 	return (long long)(now.tv_sec - start->tv_sec) * 1000000 + (now.tv_nsec - start->tv_nsec) / 1000;
 }
 
+/*
+ * SIGTERM/SIGINT (lighttpd stopping, multiwatch, docker stop): finish the
+ * request in hand, then leave the accept loop and clean up.  No SA_RESTART,
+ * so a worker idle in accept() wakes up at once.
+ */
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	FCGX_ShutdownPending();
+}
+
+static void install_stop_handlers(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
 static const char *lookup_env(const char *name)
 {
 	return getenv(name);
@@ -324,6 +346,7 @@ static void start(void)
 		            "Redis is not reachable yet; answering 503 until it is");
 }
 
+#ifndef ABACUS_FUZZ     /* tests/fuzz/fuzz_request.c drives dispatch() itself */
 int main(int argc, char **argv)
 {
 	FCGX_Request fcgi;
@@ -345,6 +368,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	start();
+	install_stop_handlers();
 	log_message(LOG_LEVEL_INFO, "worker_started", NULL, "abacus " ABACUS_VERSION);
 
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
@@ -366,8 +390,10 @@ int main(int argc, char **argv)
 		log_request(&r, duration_us);
 		FCGX_Finish_r(&fcgi);
 	}
+	log_message(LOG_LEVEL_INFO, "worker_stopped", NULL, "abacus " ABACUS_VERSION);
 	metrics_close();
 	store_free(worker.store);
 	auth_free(worker.auth);
 	return 0;
 }
+#endif
