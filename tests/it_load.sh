@@ -31,8 +31,9 @@ check "CSV: one line per attempt" 2000 "$(tail -n +2 "$TMP/run.csv" | wc -l)"
 check "CSV: every line well formed" 0 "$(tail -n +2 "$TMP/run.csv" | grep -cvE '^[0-9]+\.[0-9]+,[0-9]+,http://127\.0\.0\.1:[0-9]+,200,[0-9.]+,""$')"
 check "CSV: both targets used" 2 "$(tail -n +2 "$TMP/run.csv" | cut -d, -f3 | sort -u | wc -l)"
 check "CSV: worker ids within the concurrency" 1 "$(tail -n +2 "$TMP/run.csv" | cut -d, -f2 | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print (lo >= 0 && hi <= 15) ? 1 : 0}')"
-check_true "metrics snapshots were taken" test "$(grep -c '^# snapshot .* ok$' metrics_snapshots.txt)" -ge 1
-check_match "metrics snapshots hold /metrics" 'abacus_request_total\{endpoint="/abacus/number",method="POST",status="200"\}' "$(cat metrics_snapshots.txt)"
+check_true "metrics snapshots were taken" test "$(grep -c '^# snapshot .* ok' metrics_snapshots.txt)" -ge 2
+check "the last snapshot is the final one" 1 "$(grep '^# snapshot' metrics_snapshots.txt | tail -n 1 | grep -c '(final)$')"
+check_match "metrics snapshots hold /metrics" 'abacus_request_total\{endpoint="/abacus/number",method="POST",status="200"\} [0-9]+' "$(cat metrics_snapshots.txt)"
 
 # ---- a Redis outage in the middle: retried with the same key, still exact ----
 "$LOAD" --target "$A" --target "$B" --requests 2400 --concurrency 8 --rate 600 --idempotency \

@@ -413,6 +413,21 @@ static void metrics_done(CURLM *multi, CURLMsg *msg)
 	}
 }
 
+/* One last snapshot after the load, so the file always shows its end state. */
+static void final_snapshot(void)
+{
+	CURLcode rc;
+
+	if (opt.metrics_url == NULL || metrics_easy == NULL || snapshots == NULL)
+		return;
+	metrics_buf->len = 0;
+	rc = curl_easy_perform(metrics_easy);
+	fprintf(snapshots, "# snapshot %.3f %s %s (final)\n", wall_s(), opt.metrics_url,
+	        rc == CURLE_OK ? "ok" : curl_easy_strerror(rc));
+	fwrite(metrics_buf->data, 1, metrics_buf->len, snapshots);
+	fflush(snapshots);
+}
+
 static void progress(double started, bool final)
 {
 	static double last;
@@ -489,6 +504,7 @@ static void run(void)
 		curl_multi_remove_handle(multi, metrics_easy);
 		metrics_busy = false;
 	}
+	final_snapshot();
 	progress(started, true);
 	{
 		double elapsed = now_s() - started;
