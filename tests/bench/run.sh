@@ -24,7 +24,9 @@ mkdir -p "$OUT"
 REL=$ROOT/build/release
 KEY=bench-key
 
-read -r RP RPID < <(start_redis bench --appendonly yes)
+# Redis as deployed (conf/redis.conf: appendfsync always); BENCH_APPENDFSYNC=everysec to compare.
+FSYNC=${BENCH_APPENDFSYNC:-always}
+read -r RP RPID < <(start_redis bench --appendonly yes --appendfsync "$FSYNC")
 
 # start NAME BIN [VAR=value...]: a two-front-end stack on the shared Redis.
 declare -A PORTS
@@ -125,7 +127,7 @@ rss=$(rss_kib $(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid") 
   echo "rss_kib_one_frontend $rss"
 } >"$OUT/raw.txt"
 
-python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" <<'PY' | tee "$OUT/results.txt"
+python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" "$FSYNC" <<'PY' | tee "$OUT/results-$FSYNC.txt"
 import statistics, sys
 raw = {}
 for line in open(sys.argv[1]):
@@ -136,7 +138,7 @@ def med(name, i):
     return statistics.median(float(raw["%s_%d" % (name, r)][i]) for r in range(1, rounds + 1))
 rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum", "abacus_get"),
         ("ceiling: trivial worker", "hello"), ("ceiling: trivial worker + 1 EVALSHA", "hredis")]
-print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds" % (workers, 2 * conns, rounds))
+print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds, Redis appendfsync %s" % (workers, 2 * conns, rounds, sys.argv[5]))
 print("%-38s %10s %9s %9s %13s %13s %8s" % ("", "req/s", "p50 ms", "p99 ms", "cpu us/req FE", "cpu us/req R", "non-2xx"))
 for label, key in rows:
     print("%-38s %10.0f %9.3f %9.3f %13.1f %13.1f %8.0f" % (label, med(key, 0), med(key, 1), med(key, 2), med(key, 3), med(key, 4), med(key, 5)))
