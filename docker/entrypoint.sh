@@ -25,6 +25,9 @@ export ABACUS_FRONTEND_DIR=${ABACUS_RUN_DIR:-/run/abacus}
 export ABACUS_BIN=${ABACUS_BIN:-/usr/local/bin/abacus.fcgi}
 export ABACUS_OPENAPI=${ABACUS_OPENAPI:-/usr/share/abacus/openapi.yaml}
 export ABACUS_METRICS_SHM=${ABACUS_METRICS_SHM:-/abacus-metrics-$ABACUS_PORT}
+# The image already runs as the unprivileged user abacus; as root (outside a
+# container) lighttpd would drop to this user.
+export ABACUS_RUN_AS=${ABACUS_RUN_AS-} ABACUS_RUN_AS_GROUP=${ABACUS_RUN_AS_GROUP-}
 conf=${ABACUS_CONF:-/etc/abacus/lighttpd.conf}
 
 die() { echo "abacus-entrypoint: $*" >&2; exit 1; }

@@ -83,7 +83,7 @@ ABACUS_VAR_DIR=$STACK "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1
 # check first): lighttpd keeps respawning it, clients get 503, the log says why ----
 dir=$TMP/lt-bad; mkdir -p "$dir/htdocs"
 port=$(free_port)
-ABACUS_PORT=$port ABACUS_BIND=127.0.0.1 ABACUS_FRONTEND_DIR=$dir ABACUS_BIN=$BIN ABACUS_WORKERS=1 ABACUS_OPENAPI=$ROOT/docs/openapi.yaml \
+ABACUS_PORT=$port ABACUS_BIND=127.0.0.1 ABACUS_FRONTEND_DIR=$dir ABACUS_BIN=$BIN ABACUS_WORKERS=1 ABACUS_OPENAPI=$ROOT/docs/openapi.yaml ABACUS_RUN_AS= ABACUS_RUN_AS_GROUP= \
   ABACUS_LOG_LEVEL=shout setsid lighttpd -D -f "$ROOT/conf/lighttpd.conf" >"$dir/error.log" 2>&1 </dev/null &
 lt=$!
 PIDS+=("$lt")

@@ -29,6 +29,9 @@ for kind in lighttpd nginx; do
   check "$kind: /openapi.yaml did not wake a worker" 1 "$((after - before))"
   if [ "$kind" = nginx ]; then
     pool=$(cat "$STACK/frontend-$P1/pool.pid")
+    if [ "$(id -u)" -eq 0 ]; then
+      check "nginx, started as root: the workers run as nobody" "nobody " "$(for p in $(pgrep -P "$pool"); do ps -o user= -p "$p"; done | sort -u | tr '\n' ' ')"
+    fi
     check "nginx: multiwatch keeps 2 workers" 2 "$(pgrep -P "$pool" | wc -l)"
     victim=$(pgrep -P "$pool" | head -n 1)
     kill -KILL "$victim"

@@ -11,10 +11,11 @@ REL=$ROOT/build/release/abacus.fcgi
 command -v valgrind >/dev/null || { echo "valgrind missing"; exit 1; }
 
 # ---- valgrind ----
+mkdir -p "$TMP/vg" && chmod 777 "$TMP/vg"   # the worker may run as nobody
 cat >"$TMP/vg-worker" <<VG
 #!/bin/sh
 exec valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \\
-  --error-exitcode=99 --log-file=$TMP/valgrind.%p.log $REL "\$@"
+  --error-exitcode=99 --log-file=$TMP/vg/valgrind.%p.log $REL "\$@"
 VG
 chmod +x "$TMP/vg-worker"
 BIN=$TMP/vg-worker WORKERS=1 start_stack vg ABACUS_API_KEYS="$KEY" ABACUS_RATE_LIMIT_REQUESTS=1000000 || exit 1
@@ -23,9 +24,9 @@ BIN=$TMP/vg-worker WORKERS=1 start_stack vg ABACUS_API_KEYS="$KEY" ABACUS_RATE_L
 check "valgrind worker: the load verified" 0 "$?"
 for i in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$P1/nope-$i"; curl -s -o /dev/null "http://127.0.0.1:$P1/metrics"; done
 stop_stack
-logs=$(ls "$TMP"/valgrind.*.log 2>/dev/null | wc -l)
+logs=$(ls "$TMP"/vg/valgrind.*.log 2>/dev/null | wc -l)
 check_true "valgrind logs were written" test "$logs" -ge 1
-check "valgrind: no error and no leak reported" "" "$(cat "$TMP"/valgrind.*.log 2>/dev/null | grep -E 'definitely lost|indirectly lost|Invalid|uninitialised' | head -n 5)"
+check "valgrind: no error and no leak reported" "" "$(cat "$TMP"/vg/valgrind.*.log 2>/dev/null | grep -E 'definitely lost|indirectly lost|Invalid|uninitialised' | head -n 5)"
 check_match "the worker under valgrind stopped gracefully" '"event":"worker_stopped"' "$(cat "$STACK"/frontend-*/error.log)"
 
 # ---- RSS after 1,000 and after 100,000 requests ----

@@ -25,6 +25,11 @@ check "status: exit 0 when up" 0 "$?"
 check_match "status lists both front ends" "port $P1  up.*port $P2  up" "$(tr '\n' ' ' <"$TMP/status.out")"
 check "ABACUS_WORKERS=2: front end 1 has 2 workers" 2 "$(workers_of "$P1")"
 check "ABACUS_WORKERS=2: front end 2 has 2 workers" 2 "$(workers_of "$P2")"
+if [ "$(id -u)" -eq 0 ]; then
+  users=$(for p in $(cat "$STACK/frontend-$P1/frontend.pid") $(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")"); do
+    ps -o user= -p "$p"; done | sort -u | tr '\n' ' ')
+  check "started as root: lighttpd and its workers run as nobody" "nobody " "$users"
+fi
 check "private Redis on ABACUS_REDIS_PORT with AOF" "appendonly yes" "$(redis-cli -p "$RPORT" config get appendonly | tr '\n' ' ' | sed 's/ $//')"
 check "private Redis with noeviction" "maxmemory-policy noeviction" "$(redis-cli -p "$RPORT" config get maxmemory-policy | tr '\n' ' ' | sed 's/ $//')"
 check "private Redis data under ABACUS_VAR_DIR" "$STACK/redis" "$(redis-cli -p "$RPORT" config get dir | tail -n 1)"

@@ -18,6 +18,9 @@ suite_init() {
   SUITE=$1
   [ "$FRONTEND" = lighttpd ] || SUITE=$SUITE-$FRONTEND
   TMP=$(mktemp -d "/tmp/abacus-$SUITE.XXXXXX")
+  # Started as root, the stacks run their workers as nobody: they must be able
+  # to reach key files and sockets in here.
+  chmod 755 "$TMP"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
 }
@@ -55,11 +58,30 @@ check_true() { # check_true NAME COMMAND...
   if "$@"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAIL $name: [$*] was false"; fi
 }
 
+# remember_keys VAR=value...: notes the API keys a stack was given (inline or
+# in a file, default local-dev-key), so suite_end can look for them in the logs.
+remember_keys() {
+  local kv keys="" k
+  for kv in "$@"; do
+    case $kv in
+      ABACUS_API_KEYS=*|ABACUS_ADMIN_API_KEYS=*) keys="$keys,${kv#*=}" ;;
+      ABACUS_API_KEYS_FILE=*|ABACUS_ADMIN_API_KEYS_FILE=*) keys="$keys,$(grep -v '^#' "${kv#*=}" 2>/dev/null | tr '\n' ',')" ;;
+    esac
+  done
+  [ -z "$keys" ] && keys=local-dev-key
+  for k in ${keys//,/ }; do printf '%s\n' "$k"; done >>"$TMP/configured-keys"
+}
+
 suite_end() {
   # Sanitizer reports in any log of this suite are failures.
-  local reports
+  local reports leaks=""
   reports=$(grep -rlE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$TMP" 2>/dev/null || true)
   check "no sanitizer report in logs" "" "$reports"
+  # No configured API key in any log this suite produced (SPEC 4).
+  if [ -s "$TMP/configured-keys" ]; then
+    leaks=$(grep -rlF -f <(sort -u "$TMP/configured-keys" | grep -v '^$') --include='*.log' "$TMP" 2>/dev/null || true)
+  fi
+  check "no configured API key in any log" "" "$leaks"
   { [ "$FAILED" -gt 0 ] || [ -n "${KEEP_TMP:-}" ]; } && echo "(logs kept in $TMP)"
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
@@ -101,7 +123,7 @@ start_redis() {
   mkdir -p "$dir"
   redis-server "$ROOT/conf/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --unixsocket "$dir/redis.sock" \
-    --unixsocketperm 700 "$@" >/dev/null
+    --unixsocketperm 777 "$@" >/dev/null
   wait_until 5 redis_ping "$port" || { echo "redis $name did not start" >&2; return 1; }
   cat "$dir/redis.pid" >>"$TMP/pids"
   echo "$port $(cat "$dir/redis.pid")"
@@ -132,6 +154,7 @@ start_stack() {
     local kv
     for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$STACK/stack.env"
+  remember_keys "$@"
   STACKS+=("$STACK")
   stack_env "$STACK" "$ROOT/tools/abacus-stack" start >"$STACK/start.out" 2>&1 || {
     echo "stack $name did not start:"; cat "$STACK/start.out"; return 1; }
