@@ -90,6 +90,11 @@ check_true "run: Ctrl-C ends it" wait_until 10 sh -c "! kill -0 $runner 2>/dev/n
 check "run: nothing left behind" "" "$(processes_of "$RUNDIR/frontend-$rp1")"
 check "run: Redis stopped" "" "$(redis-cli -p "$rrp" ping 2>/dev/null)"
 
+# ---- ABACUS_RUN_AS= (empty) keeps the workers as the starting user ----
+WORKERS=1 start_stack asis ABACUS_RUN_AS= || exit 1
+check "ABACUS_RUN_AS=: the workers run as $(id -un)" "$(id -un)" "$(ps -o user= -p "$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")" | head -n 1)")"
+stop_stack
+
 # ---- REDIS_URL: use that Redis, start none ----
 read -r ext_port _ < <(start_redis ext)
 WORKERS=1 start_stack ext REDIS_URL="redis://127.0.0.1:$ext_port/0" || exit 1
