@@ -29,6 +29,9 @@
  * than the limit in any window-long interval, whatever the alignment, which a
  * fixed window (up to twice the limit across an edge) and GCRA (a full burst
  * plus the steady rate) cannot promise.  A refused request writes nothing.
+ * The limiter's writes are not propagated (redis.set_repl(REPL_NONE)): they
+ * never reach the AOF or replicas, so a GET costs no fsync, and a Redis
+ * restart or failover gives every caller a fresh budget.
  * Returns: admitted, remaining, microseconds until the budget is full again,
  * microseconds until one request is admitted.
  * ---------------------------------------------------------------------------
@@ -39,16 +42,19 @@
 	"  if max <= 0 then return true, -1, 0, 0 end\n" \
 	"  local t = redis.call('TIME')\n" \
 	"  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+	"  redis.set_repl(redis.REPL_NONE)\n" \
 	"  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window_us))\n" \
 	"  local count = redis.call('ZCARD', key)\n" \
 	"  if count >= max then\n" \
 	"    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n" \
 	"    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')\n" \
+	"    redis.set_repl(redis.REPL_ALL)\n" \
 	"    return false, 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now\n" \
 	"  end\n" \
 	"  local stamp = string.format('%.0f', now)\n" \
 	"  redis.call('ZADD', key, stamp, stamp .. ':' .. count)\n" \
 	"  redis.call('PEXPIRE', key, math.ceil(window_us / 1000))\n" \
+	"  redis.set_repl(redis.REPL_ALL)\n" \
 	"  return true, max - count - 1, window_us, 0\n" \
 	"end\n"
 
