@@ -19,7 +19,7 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 REL      := build/release
 TST      := build/test
 
-.PHONY: all test unit integration run deps lint clean bench fuzz
+.PHONY: all test unit integration run deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:
 all: $(REL)/abacus.fcgi tools/abacus-load
 
@@ -109,6 +109,13 @@ run: deps all
 # Throughput and latency against the ceilings measured in the same run; docs/BENCHMARKS.md.
 bench: deps all $(REL)/bench-hello
 	@tests/bench/run.sh
+
+# Workers x connections, then the plot (docs/BENCHMARKS.md).
+bench-sweep: deps all $(REL)/bench-hello
+	@tests/bench/sweep.sh
+
+bench-plot:
+	@tests/bench/plot.sh
 
 lint:
 	@echo "  LINT    cppcheck, clang-tidy"

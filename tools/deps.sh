@@ -12,7 +12,7 @@ packages=(
   curl procps iproute2 python3            # tests
   python3-yaml python3-jsonschema         # compose file and OpenAPI checks
   cppcheck clang-tidy                     # lint
-  prometheus wrk                          # metrics tests, benchmarks
+  prometheus wrk gnuplot-nox               # metrics tests, benchmarks, the plot
 )
 
 missing=()
