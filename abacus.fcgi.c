@@ -49,6 +49,9 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 		[STORE_NOT_INTEGER] = { PROBLEM_SUM_NOT_INTEGER, "the stored sum is not an integer; an operator must repair it" },
 		[STORE_RATE_LIMITED] = { PROBLEM_RATE_LIMITED, "rate limit exceeded; retry after Retry-After seconds" },
 		[STORE_UNAVAILABLE] = { PROBLEM_REDIS_UNAVAILABLE, "Redis is unreachable or refusing writes; retry shortly" },
+		[STORE_NOT_REPLICATED] = { PROBLEM_REDIS_UNAVAILABLE,
+		                           "the change reached the Redis master but not enough replicas in time; "
+		                           "retry with the same Idempotency-Key" },
 	};
 	struct log_line l;
 
@@ -59,7 +62,7 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 	else if (status == STORE_KEY_CONFLICT)
 		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
 	http_problem(r, failures[status].problem, failures[status].detail);
-	if (status == STORE_UNAVAILABLE)
+	if (status == STORE_UNAVAILABLE || status == STORE_NOT_REPLICATED)
 		http_add_header(r, "Retry-After", "1");
 	if (status != STORE_UNAVAILABLE &&
 	    log_begin(&l, LOG_LEVEL_WARN, store_strerror(status), r->request_id)) {

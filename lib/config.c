@@ -147,13 +147,98 @@ static bool parse_db(const char *text, int *db)
 	return true;
 }
 
+/*
+ * Parses "host[:port]" or "[v6addr][:port]" of length n into node.  setting
+ * names the variable in messages.
+ */
+static bool parse_host_port(const char *s, size_t n, struct redis_node *node, int default_port,
+                            const char *setting, char *err, size_t errlen)
+{
+	const char *end = s + n;
+	const char *port = NULL;
+
+	node->port = default_port;
+	if (n > 0 && *s == '[') {
+		const char *close = memchr(s, ']', n);
+
+		if (close == NULL)
+			return fail(err, errlen, "%s: unclosed '[' in host", setting);
+		if (close + 1 < end) {
+			if (close[1] != ':')
+				return fail(err, errlen, "%s: junk after ']'", setting);
+			port = close + 2;
+		}
+		if ((size_t)(close - s - 1) >= sizeof(node->host) || close == s + 1)
+			return fail(err, errlen, "%s: bad host", setting);
+		memcpy(node->host, s + 1, (size_t)(close - s - 1));
+		node->host[close - s - 1] = '\0';
+	} else {
+		const char *colon = memchr(s, ':', n);
+		const char *name_end = colon != NULL ? colon : end;
+
+		if (name_end == s || (size_t)(name_end - s) >= sizeof(node->host))
+			return fail(err, errlen, "%s: missing or too long host", setting);
+		memcpy(node->host, s, (size_t)(name_end - s));
+		node->host[name_end - s] = '\0';
+		if (colon != NULL)
+			port = colon + 1;
+	}
+	for (const char *p = node->host; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
+			return fail(err, errlen, "%s: bad character in host", setting);
+
+	if (port != NULL) {
+		char digits[8];
+		long v;
+		size_t len = (size_t)(end - port);
+
+		if (len == 0 || len >= sizeof(digits))
+			return fail(err, errlen, "%s: bad port", setting);
+		memcpy(digits, port, len);
+		digits[len] = '\0';
+		if (!config_parse_long(digits, 1, 65535, &v))
+			return fail(err, errlen, "%s: port must be 1..65535", setting);
+		node->port = (int)v;
+	}
+	return true;
+}
+
+/* Parses a comma-separated host:port list (s[0..n)) into target->nodes. */
+static bool parse_node_list(const char *s, size_t n, struct redis_target *target, int default_port,
+                            const char *setting, char *err, size_t errlen)
+{
+	const char *end = s + n;
+
+	target->node_count = 0;
+	while (s < end) {
+		const char *comma = memchr(s, ',', (size_t)(end - s));
+		const char *stop = comma != NULL ? comma : end;
+
+		while (s < stop && *s == ' ')
+			s++;
+		while (stop > s && stop[-1] == ' ')
+			stop--;
+		if (target->node_count == CONFIG_NODES_MAX)
+			return fail(err, errlen, "%s: at most %d nodes", setting, CONFIG_NODES_MAX);
+		if (!parse_host_port(s, (size_t)(stop - s), &target->nodes[target->node_count],
+		                     default_port, setting, err, errlen))
+			return false;
+		target->node_count++;
+		s = comma != NULL ? comma + 1 : end;
+		if (comma != NULL && s == end)
+			return fail(err, errlen, "%s: empty entry after ','", setting);
+	}
+	if (target->node_count == 0)
+		return fail(err, errlen, "%s: no host:port", setting);
+	return true;
+}
+
 static bool parse_tcp_url(const char *rest, struct redis_target *out, char *err, size_t errlen)
 {
 	const char *at = strrchr(rest, '@');
 	const char *slash;
 	const char *host = rest;
-	const char *host_end;
-	const char *port = NULL;
+	struct redis_node node;
 
 	if (at != NULL) {
 		if (!parse_userinfo(rest, (size_t)(at - rest), out, err, errlen))
@@ -161,52 +246,21 @@ static bool parse_tcp_url(const char *rest, struct redis_target *out, char *err,
 		host = at + 1;
 	}
 	slash = strchr(host, '/');
-	host_end = slash != NULL ? slash : host + strlen(host);
-
-	if (*host == '[') {
-		const char *close = memchr(host, ']', (size_t)(host_end - host));
-
-		if (close == NULL)
-			return fail(err, errlen, "REDIS_URL: unclosed '[' in host");
-		if (close + 1 < host_end) {
-			if (close[1] != ':')
-				return fail(err, errlen, "REDIS_URL: junk after ']'");
-			port = close + 2;
-		}
-		if ((size_t)(close - host - 1) >= sizeof(out->host) || close == host + 1)
-			return fail(err, errlen, "REDIS_URL: bad host");
-		memcpy(out->host, host + 1, (size_t)(close - host - 1));
-		out->host[close - host - 1] = '\0';
-	} else {
-		const char *colon = memchr(host, ':', (size_t)(host_end - host));
-		const char *name_end = colon != NULL ? colon : host_end;
-
-		if (name_end == host || (size_t)(name_end - host) >= sizeof(out->host))
-			return fail(err, errlen, "REDIS_URL: missing or too long host");
-		memcpy(out->host, host, (size_t)(name_end - host));
-		out->host[name_end - host] = '\0';
-		if (colon != NULL)
-			port = colon + 1;
+	if (out->mode == REDIS_MODE_CLUSTER) {
+		if (!parse_node_list(host, slash != NULL ? (size_t)(slash - host) : strlen(host), out,
+		                     6379, "REDIS_URL", err, errlen))
+			return false;
+		node = out->nodes[0];
+	} else if (!parse_host_port(host, slash != NULL ? (size_t)(slash - host) : strlen(host), &node,
+	                            6379, "REDIS_URL", err, errlen)) {
+		return false;
 	}
-	for (const char *p = out->host; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
-			return fail(err, errlen, "REDIS_URL: bad character in host");
-
-	if (port != NULL) {
-		char digits[8];
-		long v;
-		size_t n = (size_t)(host_end - port);
-
-		if (n == 0 || n >= sizeof(digits))
-			return fail(err, errlen, "REDIS_URL: bad port");
-		memcpy(digits, port, n);
-		digits[n] = '\0';
-		if (!config_parse_long(digits, 1, 65535, &v))
-			return fail(err, errlen, "REDIS_URL: port must be 1..65535");
-		out->port = (int)v;
-	}
+	memcpy(out->host, node.host, sizeof(out->host));
+	out->port = node.port;
 	if (slash != NULL && slash[1] != '\0' && !parse_db(slash + 1, &out->db))
 		return fail(err, errlen, "REDIS_URL: database must be a number 0..65535");
+	if (out->mode == REDIS_MODE_CLUSTER && out->db != 0)
+		return fail(err, errlen, "REDIS_URL: a Redis Cluster has only database 0");
 	return true;
 }
 
@@ -257,13 +311,23 @@ bool config_parse_redis_url(const char *url, struct redis_target *out, char *err
 		out->transport = REDIS_TRANSPORT_TCP;
 		return parse_tcp_url(url + 8, out, err, errlen);
 	}
+	if (strncmp(url, "redis+cluster://", 16) == 0) {
+		out->mode = REDIS_MODE_CLUSTER;
+		out->transport = REDIS_TRANSPORT_TCP;
+		return parse_tcp_url(url + 16, out, err, errlen);
+	}
 	if (strncmp(url, "unix://", 7) == 0) {
 		out->transport = REDIS_TRANSPORT_UNIX;
 		return parse_unix_url(url + 7, out, err, errlen);
 	}
 	if (strncmp(url, "rediss://", 9) == 0)
 		return fail(err, errlen, "REDIS_URL: TLS (rediss://) is not supported by this build");
-	return fail(err, errlen, "REDIS_URL must start with redis:// or unix://");
+	return fail(err, errlen, "REDIS_URL must start with redis://, unix:// or redis+cluster://");
+}
+
+bool config_parse_sentinels(const char *text, struct redis_target *target, char *err, size_t errlen)
+{
+	return parse_node_list(text, strlen(text), target, 26379, "REDIS_SENTINELS", err, errlen);
 }
 
 static bool key_is_valid(const char *key, size_t n)
@@ -337,6 +401,7 @@ void config_free(struct config *cfg)
 	list_free(&cfg->api_keys);
 	list_free(&cfg->admin_keys);
 	explicit_bzero(cfg->redis.password, sizeof(cfg->redis.password));
+	explicit_bzero(cfg->redis.sentinel_password, sizeof(cfg->redis.sentinel_password));
 }
 
 /* Reads a whole (small) file into a NUL-terminated heap buffer. */
@@ -494,6 +559,62 @@ static bool prefix_is_valid(const char *prefix)
 	return true;
 }
 
+/* REDIS_SENTINELS and the settings that go with it (sentinel mode). */
+static bool load_sentinels(struct redis_target *t, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *sentinels = lookup("REDIS_SENTINELS");
+	const char *name = lookup("ABACUS_REDIS_MASTER_NAME");
+	const char *user = lookup("ABACUS_REDIS_SENTINEL_USERNAME");
+	const char *password = lookup("ABACUS_REDIS_SENTINEL_PASSWORD");
+
+	if (sentinels == NULL || *sentinels == '\0')
+		return true;
+	if (t->mode == REDIS_MODE_CLUSTER || t->transport != REDIS_TRANSPORT_TCP)
+		return fail(err, errlen, "REDIS_SENTINELS: only with a redis:// REDIS_URL "
+		                         "(its credentials and database apply to the master)");
+	if (!config_parse_sentinels(sentinels, t, err, errlen))
+		return false;
+	t->mode = REDIS_MODE_SENTINEL;
+	if (name == NULL || *name == '\0')
+		name = "abacus";
+	if (strlen(name) >= sizeof(t->master_name) || strpbrk(name, " \t\r\n") != NULL)
+		return fail(err, errlen, "ABACUS_REDIS_MASTER_NAME: 1..%zu characters, no spaces",
+		            sizeof(t->master_name) - 1);
+	snprintf(t->master_name, sizeof(t->master_name), "%s", name);
+	if (user != NULL && *user != '\0') {
+		if (strlen(user) >= sizeof(t->sentinel_user))
+			return fail(err, errlen, "ABACUS_REDIS_SENTINEL_USERNAME: too long");
+		snprintf(t->sentinel_user, sizeof(t->sentinel_user), "%s", user);
+	}
+	if (password != NULL && *password != '\0') {
+		if (strlen(password) >= sizeof(t->sentinel_password))
+			return fail(err, errlen, "ABACUS_REDIS_SENTINEL_PASSWORD: too long");
+		snprintf(t->sentinel_password, sizeof(t->sentinel_password), "%s", password);
+		t->sentinel_has_password = true;
+	}
+	return true;
+}
+
+/* ABACUS_REDIS_MIN_REPLICAS and the WAIT timeout that goes with it. */
+static bool load_replication(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	long replicas = 0, wait_ms = 0;
+
+	long default_wait_ms = cfg->redis_timeout_ms / 2 > 0 ? cfg->redis_timeout_ms / 2 : 1;
+
+	if (!load_long(lookup, "ABACUS_REDIS_MIN_REPLICAS", 0, 0, 16, &replicas, err, errlen) ||
+	    !load_long(lookup, "ABACUS_REDIS_WAIT_TIMEOUT_MS", default_wait_ms, 1, 60000,
+	               &wait_ms, err, errlen))
+		return false;
+	/* WAIT must give up before the socket does, or a shortfall reads as a dead connection. */
+	if (replicas > 0 && wait_ms >= cfg->redis_timeout_ms)
+		return fail(err, errlen, "ABACUS_REDIS_WAIT_TIMEOUT_MS: must be below "
+		                         "ABACUS_REDIS_TIMEOUT_MS (%d)", cfg->redis_timeout_ms);
+	cfg->redis_min_replicas = (int)replicas;
+	cfg->redis_wait_timeout_ms = (int)wait_ms;
+	return true;
+}
+
 static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
 {
 	const char *url = lookup("REDIS_URL");
@@ -509,6 +630,9 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 		return false;
 	cfg->redis_connect_timeout_ms = (int)connect_ms;
 	cfg->redis_timeout_ms = (int)command_ms;
+	if (!load_sentinels(&cfg->redis, lookup, err, errlen) ||
+	    !load_replication(cfg, lookup, err, errlen))
+		return false;
 
 	if (prefix == NULL || *prefix == '\0')
 		prefix = "abacus";
@@ -629,10 +753,23 @@ void config_log_effective(const struct config *cfg)
 		snprintf(url, sizeof(url), "unix://%s?db=%d%s", r->path, r->db,
 		         r->has_password ? "&password=***" : "");
 	else
-		snprintf(url, sizeof(url), "redis://%s%s%s%s%s:%d/%d", r->user,
+		snprintf(url, sizeof(url), "%s://%s%s%s%s%s:%d%s/%d",
+		         r->mode == REDIS_MODE_CLUSTER ? "redis+cluster" : "redis", r->user,
 		         r->has_password ? ":***@" : "", strchr(r->host, ':') ? "[" : "", r->host,
-		         strchr(r->host, ':') ? "]" : "", r->port, r->db);
+		         strchr(r->host, ':') ? "]" : "", r->port,
+		         r->mode == REDIS_MODE_CLUSTER && r->node_count > 1 ? ",..." : "", r->db);
 	log_str(&l, "redis_url", url);
+	log_str(&l, "redis_mode", r->mode == REDIS_MODE_SENTINEL ? "sentinel"
+	                          : r->mode == REDIS_MODE_CLUSTER ? "cluster" : "single");
+	if (r->mode != REDIS_MODE_SINGLE)
+		log_int(&l, "redis_nodes", (long long)r->node_count);
+	if (r->mode == REDIS_MODE_SENTINEL) {
+		log_str(&l, "redis_master_name", r->master_name);
+		log_bool(&l, "redis_sentinel_auth", r->sentinel_has_password);
+	}
+	log_int(&l, "redis_min_replicas", cfg->redis_min_replicas);
+	if (cfg->redis_min_replicas > 0)
+		log_int(&l, "redis_wait_timeout_ms", cfg->redis_wait_timeout_ms);
 	log_int(&l, "redis_connect_timeout_ms", cfg->redis_connect_timeout_ms);
 	log_int(&l, "redis_timeout_ms", cfg->redis_timeout_ms);
 	log_str(&l, "redis_prefix", cfg->redis_prefix);

@@ -16,14 +16,32 @@
 #define CONFIG_KEY_MAX 256      /* longest API key accepted, in bytes */
 #define CONFIG_PREFIX_MAX 64    /* longest ABACUS_REDIS_PREFIX */
 #define CONFIG_PROXIES_MAX 16   /* entries in ABACUS_TRUSTED_PROXIES */
+#define CONFIG_NODES_MAX 8      /* sentinels, or cluster seed nodes */
 
 enum redis_transport {
 	REDIS_TRANSPORT_TCP,
 	REDIS_TRANSPORT_UNIX,
 };
 
-/* Where Redis is and how to log in: the parsed REDIS_URL. */
+/* How the worker finds the Redis that holds the sum (docs/OPERATIONS.md). */
+enum redis_mode {
+	REDIS_MODE_SINGLE,      /* REDIS_URL names the server */
+	REDIS_MODE_SENTINEL,    /* REDIS_SENTINELS name who to ask for the master */
+	REDIS_MODE_CLUSTER,     /* redis+cluster:// names seed nodes of a Redis Cluster */
+};
+
+/* One TCP endpoint. */
+struct redis_node {
+	char host[256];        /* name or address, brackets removed */
+	int port;
+};
+
+/*
+ * Where Redis is and how to log in: the parsed REDIS_URL, plus REDIS_SENTINELS
+ * and the sentinel settings.
+ */
 struct redis_target {
+	enum redis_mode mode;
 	enum redis_transport transport;
 	char host[256];        /* TCP: host name or address, brackets removed */
 	int port;              /* TCP: 1..65535, default 6379 */
@@ -32,6 +50,14 @@ struct redis_target {
 	char password[256];    /* "" for none; never log it */
 	bool has_password;     /* AUTH is sent on every (re)connect */
 	int db;                /* SELECTed on every (re)connect, 0..65535 */
+
+	/* Cluster: the seed nodes.  Sentinel: the sentinels. */
+	struct redis_node nodes[CONFIG_NODES_MAX];
+	size_t node_count;
+	char master_name[128];          /* ABACUS_REDIS_MASTER_NAME */
+	char sentinel_user[128];        /* ABACUS_REDIS_SENTINEL_USERNAME */
+	char sentinel_password[256];    /* ABACUS_REDIS_SENTINEL_PASSWORD; never log it */
+	bool sentinel_has_password;
 };
 
 /* A list of API keys (owned strings). */
@@ -52,6 +78,8 @@ struct config {
 	int redis_connect_timeout_ms;       /* ABACUS_REDIS_CONNECT_TIMEOUT_MS */
 	int redis_timeout_ms;               /* ABACUS_REDIS_TIMEOUT_MS */
 	char redis_prefix[CONFIG_PREFIX_MAX + 1]; /* ABACUS_REDIS_PREFIX */
+	int redis_min_replicas;             /* ABACUS_REDIS_MIN_REPLICAS: WAIT after writes */
+	int redis_wait_timeout_ms;          /* ABACUS_REDIS_WAIT_TIMEOUT_MS */
 
 	bool auth_enabled;                  /* effective: keys configured and not disabled */
 	struct key_list api_keys;           /* ABACUS_API_KEYS + _FILE */
@@ -87,11 +115,19 @@ bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t 
 void config_free(struct config *cfg);
 
 /*
- * Parses a REDIS_URL: redis://[[user]:password@]host[:port][/db] or
- * unix:///path/to/socket[?db=N].  User and password may be percent-encoded.
- * Returns false with a reason in err on anything else.
+ * Parses a REDIS_URL: redis://[[user]:password@]host[:port][/db],
+ * unix:///path/to/socket[?db=N] or
+ * redis+cluster://[[user]:password@]host:port[,host:port...].  User and
+ * password may be percent-encoded.  Returns false with a reason in err on
+ * anything else.
  */
 bool config_parse_redis_url(const char *url, struct redis_target *out, char *err, size_t errlen);
+
+/*
+ * Parses REDIS_SENTINELS, "host:port,host:port,..." (port default 26379,
+ * IPv6 in brackets), into target->nodes.  False with a reason in err.
+ */
+bool config_parse_sentinels(const char *text, struct redis_target *target, char *err, size_t errlen);
 
 /* Strict decimal integer in [min, max]: no sign on positives, spaces, or leading zeros. */
 bool config_parse_long(const char *text, long min, long max, long *out);

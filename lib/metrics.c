@@ -485,6 +485,14 @@ static void render_redis(void)
 	family("abacus_redis_reconnects_total", "counter", "Reconnections to Redis after a lost connection.");
 	emit("abacus_redis_reconnects_total %llu\n",
 	     (unsigned long long)load(&seg->counters[METRICS_REDIS_RECONNECTS]));
+	family("abacus_redis_redirects_total", "counter",
+	       "Commands redirected to another Redis: Cluster MOVED/ASK, or a master that is no longer one.");
+	emit("abacus_redis_redirects_total %llu\n",
+	     (unsigned long long)load(&seg->counters[METRICS_REDIS_REDIRECTS]));
+	family("abacus_redis_replication_shortfalls_total", "counter",
+	       "Writes answered 503 because WAIT saw fewer than ABACUS_REDIS_MIN_REPLICAS replicas.");
+	emit("abacus_redis_replication_shortfalls_total %llu\n",
+	     (unsigned long long)load(&seg->counters[METRICS_REPLICATION_SHORTFALLS]));
 }
 
 static void render_counters(void)

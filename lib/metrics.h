@@ -24,7 +24,7 @@
 
 #include "http.h"
 
-#define METRICS_LAYOUT_VERSION 1
+#define METRICS_LAYOUT_VERSION 2
 
 /* The endpoint label: a route, or "other". */
 enum metrics_endpoint {
@@ -68,6 +68,8 @@ enum metrics_counter {
 	METRICS_RATE_LIMITED,           /* abacus_rate_limited_total */
 	METRICS_IDEMPOTENT_REPLAYS,     /* abacus_idempotent_replays_total */
 	METRICS_IDEMPOTENCY_CONFLICTS,  /* abacus_idempotency_conflicts_total */
+	METRICS_REDIS_REDIRECTS,        /* abacus_redis_redirects_total: MOVED, ASK, new master */
+	METRICS_REPLICATION_SHORTFALLS, /* abacus_redis_replication_shortfalls_total */
 	METRICS_COUNTER_COUNT
 };
 

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "topology.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
@@ -67,8 +68,11 @@ static const char script_get[] = SCRIPT_PRELUDE
 	"return {'ok', v or '0', left, reset, 0}\n";
 
 /*
- * KEYS: sum, idem, rl.  ARGV: delta, ttl, limit, window_us, use_idem.
- * The record is "<delta> <sum after>"; a replay returns that sum.
+ * KEYS: sum, idem, rl.  ARGV: delta, ttl, limit, window_us, use_idem, waits.
+ * The record is "<delta> <sum after>"; a replay returns that sum.  When the
+ * caller WAITs for replicas (waits = 1), a replay rewrites the record
+ * unchanged: WAIT only covers this connection's own writes, and the rewrite,
+ * replicated after the original, makes WAIT confirm the original too.
  */
 static const char script_add[] = SCRIPT_PRELUDE
 	"local ok, left, reset, retry = limit(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))\n"
@@ -79,6 +83,7 @@ static const char script_add[] = SCRIPT_PRELUDE
 	"  if rec then\n"
 	"    local sp = string.find(rec, ' ', 1, true)\n"
 	"    if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
+	"      if ARGV[6] == '1' then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
 	"      return {'replay', string.sub(rec, sp + 1), left, reset, 0}\n"
 	"    end\n"
 	"    return {'conflict', '', left, reset, 0}\n"
@@ -122,12 +127,29 @@ struct store {
 	char prefix[CONFIG_PREFIX_MAX + 1];
 	char sum_key[KEY_MAX];          /* {prefix}:sum */
 	redisContext *ctx;              /* NULL while disconnected */
-	char sha[SCRIPT_COUNT][41];     /* SCRIPT LOAD results of this connection */
+	char sha[SCRIPT_COUNT][41];     /* SCRIPT LOAD results (the same on every server) */
 	int timeout_ms;                 /* socket timeout currently set on ctx */
 	uint64_t next_attempt_ms;       /* no reconnect before this (backoff) */
 	int backoff_ms;                 /* next backoff step */
 	bool policy_checked;            /* maxmemory-policy looked at once */
 	unsigned long connects;         /* successful connections so far */
+
+	/* Sentinel and Cluster: which server ctx talks to, and how it was found. */
+	struct redis_node node;         /* the server ctx is (or was last) connected to */
+	bool node_known;                /* cluster: node holds the slot, as far as we know */
+	size_t sentinel_first;          /* the sentinel that answered last is asked first */
+	unsigned slot;                  /* cluster: the slot of the {prefix} hash tag */
+};
+
+/* One script to run, and how. */
+struct script_call {
+	enum script_id id;
+	int argc;
+	const char **argv;
+	size_t *argvlen;
+	bool retry_safe;        /* repeating it after a lost reply cannot add twice */
+	bool wait;              /* WAIT for min_replicas in the same round trip */
+	long long acked;        /* WAIT's answer: replicas that have the write */
 };
 
 static uint64_t now_ms(void)
@@ -173,6 +195,7 @@ const char *store_strerror(enum store_status status)
 		[STORE_NOT_INTEGER] = "not_integer",
 		[STORE_RATE_LIMITED] = "rate_limited",
 		[STORE_UNAVAILABLE] = "unavailable",
+		[STORE_NOT_REPLICATED] = "not_replicated",
 	};
 
 	return status < STORE_STATUS_COUNT ? names[status] : "?";
@@ -208,6 +231,8 @@ void store_options_from_config(struct store_options *opt, const struct config *c
 	opt->idempotency_ttl_seconds = cfg->idempotency_ttl_seconds;
 	opt->rate_limit_requests = cfg->rate_limit_enabled ? cfg->rate_limit_requests : 0;
 	opt->rate_limit_window_seconds = cfg->rate_limit_window_seconds;
+	opt->min_replicas = cfg->redis_min_replicas;
+	opt->wait_timeout_ms = cfg->redis_wait_timeout_ms;
 }
 
 struct store *store_new(const struct store_options *opt)
@@ -220,6 +245,7 @@ struct store *store_new(const struct store_options *opt)
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
+	store->slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	return store;
 }
 
@@ -230,6 +256,7 @@ void store_free(struct store *store)
 	if (store->ctx != NULL)
 		redisFree(store->ctx);
 	explicit_bzero(store->opt.target.password, sizeof(store->opt.target.password));
+	explicit_bzero(store->opt.target.sentinel_password, sizeof(store->opt.target.sentinel_password));
 	free(store);
 }
 
@@ -249,6 +276,19 @@ static void log_redis_error(const char *what, const char *detail)
 	}
 }
 
+/* Logs a change of server: a failover seen, a slot that moved. */
+static void log_redis_node(const char *event, const struct redis_node *node, const char *why)
+{
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_INFO, event, NULL)) {
+		log_str(&l, "host", node->host);
+		log_int(&l, "port", node->port);
+		log_str(&l, "reason", why);
+		log_end(&l);
+	}
+}
+
 /* Drops a broken connection and schedules the next attempt. */
 static void disconnect(struct store *store, const char *why)
 {
@@ -257,28 +297,192 @@ static void disconnect(struct store *store, const char *why)
 		redisFree(store->ctx);
 		store->ctx = NULL;
 	}
+	/* A cluster node that failed may no longer hold the slot: ask the seeds again. */
+	store->node_known = false;
 	store->next_attempt_ms = now_ms() + (uint64_t)store->backoff_ms;
 	store->backoff_ms = store->backoff_ms == 0 ? BACKOFF_MIN_MS
 	                  : store->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 	                  : store->backoff_ms * 2;
 }
 
-/* Sets the socket timeout to the time left before deadline (capped). */
-static bool set_timeout(struct store *store, uint64_t deadline)
+/* Leaves a healthy server that is the wrong one (redirected): reconnect at once. */
+static void leave_server(struct store *store)
+{
+	if (store->ctx != NULL) {
+		redisFree(store->ctx);
+		store->ctx = NULL;
+	}
+	store->next_attempt_ms = 0;
+	metrics_inc(METRICS_REDIS_REDIRECTS);
+}
+
+/* Milliseconds left before deadline, at most cap; 0 when it has passed. */
+static int ms_left(uint64_t deadline, int cap)
 {
 	uint64_t now = now_ms();
-	int ms = store->opt.command_timeout_ms;
 
 	if (now >= deadline)
+		return 0;
+	return deadline - now < (uint64_t)cap ? (int)(deadline - now) : cap;
+}
+
+/* Sets the socket timeout to the time left before deadline (capped). */
+static bool set_ctx_timeout(redisContext *c, int *current_ms, int cap_ms, uint64_t deadline)
+{
+	int ms = ms_left(deadline, cap_ms);
+
+	if (ms == 0)
 		return false;
-	if (deadline - now < (uint64_t)ms)
-		ms = (int)(deadline - now);
-	if (ms != store->timeout_ms) {
-		if (redisSetTimeout(store->ctx, ms_to_tv(ms)) != REDIS_OK)
+	if (ms != *current_ms) {
+		if (redisSetTimeout(c, ms_to_tv(ms)) != REDIS_OK)
 			return false;
-		store->timeout_ms = ms;
+		*current_ms = ms;
 	}
 	return true;
+}
+
+static bool set_timeout(struct store *store, uint64_t deadline)
+{
+	return set_ctx_timeout(store->ctx, &store->timeout_ms, store->opt.command_timeout_ms, deadline);
+}
+
+/* Opens a TCP connection to node within the connect timeout and deadline; NULL on failure. */
+static redisContext *connect_node(const struct store *store, const struct redis_node *node,
+                                  uint64_t deadline)
+{
+	int ms = ms_left(deadline, store->opt.connect_timeout_ms);
+	redisContext *c;
+
+	if (ms == 0)
+		return NULL;
+	c = redisConnectWithTimeout(node->host, node->port, ms_to_tv(ms));
+	if (c == NULL || c->err) {
+		char detail[400];
+
+		snprintf(detail, sizeof(detail), "%s:%d: %s", node->host, node->port,
+		         c != NULL ? c->errstr : "out of memory");
+		log_redis_error("connect", detail);
+		if (c != NULL)
+			redisFree(c);
+		return NULL;
+	}
+	redisEnableKeepAlive(c);
+	return c;
+}
+
+/* Appends AUTH [user] password when there is a password. */
+static void append_auth(redisContext *c, const char *user, const char *password, bool has_password)
+{
+	if (!has_password)
+		return;
+	if (user[0] != '\0')
+		redisAppendCommand(c, "AUTH %s %s", user, password);
+	else
+		redisAppendCommand(c, "AUTH %s", password);
+}
+
+/*
+ * Connects to node, logs in if asked, sends one command (argv) and returns its
+ * reply (caller frees), or NULL after logging why.  For the short-lived
+ * connections to sentinels and cluster seeds.
+ */
+static redisReply *query_node(const struct store *store, const struct redis_node *node,
+                              const char *user, const char *password, bool has_password,
+                              uint64_t deadline, int argc, const char **argv)
+{
+	redisContext *c = connect_node(store, node, deadline);
+	redisReply *reply = NULL;
+	int timeout_ms = -1;
+
+	if (c == NULL)
+		return NULL;
+	if (set_ctx_timeout(c, &timeout_ms, store->opt.command_timeout_ms, deadline)) {
+		append_auth(c, user, password, has_password);
+		redisAppendCommandArgv(c, argc, argv, NULL);
+		if (has_password && redisGetReply(c, (void **)&reply) == REDIS_OK && reply != NULL &&
+		    reply->type == REDIS_REPLY_ERROR) {
+			log_redis_error("auth", reply->str);
+			freeReplyObject(reply);
+			reply = NULL;
+		} else {
+			freeReplyObject(reply);
+			reply = NULL;
+			if (redisGetReply(c, (void **)&reply) != REDIS_OK)
+				reply = NULL;
+		}
+		if (reply == NULL && c->err)
+			log_redis_error(argv[0], c->errstr);
+	}
+	redisFree(c);
+	return reply;
+}
+
+/* Sentinel: asks the sentinels in turn which server is the master. */
+static bool ask_sentinels(struct store *store, uint64_t deadline, struct redis_node *out)
+{
+	const struct redis_target *t = &store->opt.target;
+	const char *argv[] = { "SENTINEL", "get-master-addr-by-name", t->master_name };
+
+	for (size_t i = 0; i < t->node_count; i++) {
+		size_t at = (store->sentinel_first + i) % t->node_count;
+		redisReply *reply = query_node(store, &t->nodes[at], t->sentinel_user,
+		                               t->sentinel_password, t->sentinel_has_password,
+		                               deadline, 3, argv);
+		bool found = topology_master_addr(reply, out);
+
+		if (reply != NULL && !found)
+			log_redis_error("sentinel", reply->type == REDIS_REPLY_ERROR ? reply->str
+			                            : "the sentinel knows no master of that name");
+		freeReplyObject(reply);
+		if (found) {
+			store->sentinel_first = at;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Cluster: asks the seed nodes in turn which master serves the slot. */
+static bool ask_cluster(struct store *store, uint64_t deadline, struct redis_node *out)
+{
+	const struct redis_target *t = &store->opt.target;
+	const char *argv[] = { "CLUSTER", "SLOTS" };
+
+	for (size_t i = 0; i < t->node_count; i++) {
+		redisReply *reply = query_node(store, &t->nodes[i], t->user, t->password,
+		                               t->has_password, deadline, 2, argv);
+		bool found = topology_slot_owner(reply, store->slot, t->nodes[i].host, out);
+
+		if (reply != NULL && !found)
+			log_redis_error("cluster", reply->type == REDIS_REPLY_ERROR ? reply->str
+			                           : "no node serves the slot of the prefix");
+		freeReplyObject(reply);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+/* Works out which server to connect to.  False: none could be found now. */
+static bool locate_server(struct store *store, uint64_t deadline, struct redis_node *out)
+{
+	const struct redis_target *t = &store->opt.target;
+
+	switch (t->mode) {
+	case REDIS_MODE_SENTINEL:
+		return ask_sentinels(store, deadline, out);
+	case REDIS_MODE_CLUSTER:
+		if (store->node_known) {
+			*out = store->node;
+			return true;
+		}
+		return ask_cluster(store, deadline, out);
+	case REDIS_MODE_SINGLE:
+	default:
+		snprintf(out->host, sizeof(out->host), "%s", t->host);
+		out->port = t->port;
+		return true;
+	}
 }
 
 static void check_eviction_policy(const redisReply *reply)
@@ -301,91 +505,125 @@ static void check_eviction_policy(const redisReply *reply)
 	}
 }
 
+/* The commands that prepare a new connection, in the order they are sent. */
+enum setup_step { STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_SCRIPT, STEP_POLICY };
+
 /*
- * Sends AUTH, SELECT, the SCRIPT LOADs (and once per process CONFIG GET
- * maxmemory-policy) as one pipeline, and checks every reply.
+ * Sends AUTH, SELECT (not in a cluster), ROLE (sentinel mode: the master we
+ * were told about must still be one), the SCRIPT LOADs and once per process
+ * CONFIG GET maxmemory-policy as one pipeline, and checks every reply.
  */
 static bool setup_connection(struct store *store)
 {
 	const struct redis_target *t = &store->opt.target;
 	redisContext *c = store->ctx;
-	int sent = 0;
+	enum setup_step steps[SCRIPT_COUNT + 4];
+	int sent = 0, script = 0;
 	bool ok = true;
 	char db[16];
 
-	if (t->has_password) {
-		if (t->user[0] != '\0')
-			redisAppendCommand(c, "AUTH %s %s", t->user, t->password);
-		else
-			redisAppendCommand(c, "AUTH %s", t->password);
-		sent++;
+	append_auth(c, t->user, t->password, t->has_password);
+	if (t->has_password)
+		steps[sent++] = STEP_AUTH;
+	if (t->mode != REDIS_MODE_CLUSTER) {
+		snprintf(db, sizeof(db), "%d", t->db);
+		redisAppendCommand(c, "SELECT %s", db);
+		steps[sent++] = STEP_SELECT;
 	}
-	snprintf(db, sizeof(db), "%d", t->db);
-	redisAppendCommand(c, "SELECT %s", db);
-	sent++;
-	for (int i = 0; i < SCRIPT_COUNT; i++, sent++)
+	if (t->mode == REDIS_MODE_SENTINEL) {
+		redisAppendCommand(c, "ROLE");
+		steps[sent++] = STEP_ROLE;
+	}
+	for (int i = 0; i < SCRIPT_COUNT; i++) {
 		redisAppendCommand(c, "SCRIPT LOAD %s", scripts[i]);
+		steps[sent++] = STEP_SCRIPT;
+	}
 	if (!store->policy_checked) {
 		redisAppendCommand(c, "CONFIG GET maxmemory-policy");
-		sent++;
+		steps[sent++] = STEP_POLICY;
 	}
 
 	for (int i = 0; i < sent; i++) {
 		redisReply *reply = NULL;
-		int script = i - (t->has_password ? 2 : 1);
 
 		if (redisGetReply(c, (void **)&reply) != REDIS_OK || reply == NULL) {
 			log_redis_error("connect", c->errstr);
 			return false;
 		}
-		if (script >= SCRIPT_COUNT) {
+		if (steps[i] == STEP_POLICY) {
 			check_eviction_policy(reply);
 			store->policy_checked = true;
 		} else if (reply->type == REDIS_REPLY_ERROR) {
-			log_redis_error(script < 0 ? "auth/select" : "script_load", reply->str);
+			log_redis_error(steps[i] == STEP_SCRIPT ? "script_load" : "auth/select/role", reply->str);
 			ok = false;
-		} else if (script >= 0) {
+		} else if (steps[i] == STEP_ROLE && !topology_is_master(reply)) {
+			log_redis_error("role", "the sentinels' master is not (or no longer) a master");
+			ok = false;
+		} else if (steps[i] == STEP_SCRIPT) {
 			snprintf(store->sha[script], sizeof(store->sha[script]), "%s",
 			         reply->type == REDIS_REPLY_STRING ? reply->str : "");
 		}
+		if (steps[i] == STEP_SCRIPT)
+			script++;
 		freeReplyObject(reply);
 	}
 	return ok;
 }
 
+/* Connects to the server found (TCP) or the socket, within deadline. */
+static bool open_connection(struct store *store, uint64_t deadline)
+{
+	const struct redis_target *t = &store->opt.target;
+	struct redis_node node;
+	int ms;
+
+	if (t->transport == REDIS_TRANSPORT_UNIX) {
+		ms = ms_left(deadline, store->opt.connect_timeout_ms);
+		if (ms == 0)
+			return false;
+		store->ctx = redisConnectUnixWithTimeout(t->path, ms_to_tv(ms));
+		if (store->ctx == NULL || store->ctx->err) {
+			log_redis_error("connect", store->ctx != NULL ? store->ctx->errstr : "out of memory");
+			if (store->ctx != NULL)
+				redisFree(store->ctx);
+			store->ctx = NULL;
+			return false;
+		}
+		return true;
+	}
+	if (!locate_server(store, deadline, &node))
+		return false;
+	store->ctx = connect_node(store, &node, deadline);
+	if (store->ctx == NULL)
+		return false;
+	if (t->mode != REDIS_MODE_SINGLE &&
+	    (strcmp(node.host, store->node.host) != 0 || node.port != store->node.port)) {
+		if (store->connects > 0)
+			log_redis_node("redis_server_changed", &node,
+			               t->mode == REDIS_MODE_SENTINEL ? "sentinel" : "cluster");
+		store->node = node;
+	}
+	store->node_known = true;
+	return true;
+}
+
 /* Makes sure there is a ready connection, within deadline.  False: unavailable. */
 static bool ensure_connected(struct store *store, uint64_t deadline)
 {
-	const struct redis_target *t = &store->opt.target;
-	struct timeval tv;
 	uint64_t started, connect_started;
-	int connect_ms = store->opt.connect_timeout_ms;
 
 	if (store->ctx != NULL)
 		return true;
 	started = now_ms();
 	if (started < store->next_attempt_ms || started >= deadline)
 		return false;
-	if (deadline - started < (uint64_t)connect_ms)
-		connect_ms = (int)(deadline - started);
-	tv = ms_to_tv(connect_ms);
 
 	connect_started = now_us();
-	if (t->transport == REDIS_TRANSPORT_UNIX)
-		store->ctx = redisConnectUnixWithTimeout(t->path, tv);
-	else
-		store->ctx = redisConnectWithTimeout(t->host, t->port, tv);
-	if (store->ctx == NULL || store->ctx->err) {
-		log_redis_error("connect", store->ctx != NULL ? store->ctx->errstr : "out of memory");
-		if (store->ctx != NULL)
-			redisFree(store->ctx);
-		store->ctx = NULL;
+	if (!open_connection(store, deadline)) {
 		metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_UNAVAILABLE, now_us() - connect_started);
 		disconnect(store, "connect failed");
 		return false;
 	}
-	if (t->transport == REDIS_TRANSPORT_TCP)
-		redisEnableKeepAlive(store->ctx);
 	store->timeout_ms = -1;
 	if (!set_timeout(store, deadline) || !setup_connection(store)) {
 		metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_ERROR, now_us() - connect_started);
@@ -413,36 +651,155 @@ bool store_connect(struct store *store)
 	                                   (uint64_t)store->opt.command_timeout_ms);
 }
 
+/* Queues [ASKING,] EVALSHA and, for a write that must reach replicas, WAIT. */
+static void append_script(redisContext *c, const struct store *store, struct script_call *call,
+                          bool asking)
+{
+	char replicas[16], timeout[16];
+
+	if (asking)
+		redisAppendCommand(c, "ASKING");
+	call->argv[1] = store->sha[call->id];
+	call->argvlen[1] = strlen(store->sha[call->id]);
+	redisAppendCommandArgv(c, call->argc, call->argv, call->argvlen);
+	if (call->wait) {
+		snprintf(replicas, sizeof(replicas), "%d", store->opt.min_replicas);
+		snprintf(timeout, sizeof(timeout), "%d", store->opt.wait_timeout_ms);
+		redisAppendCommand(c, "WAIT %s %s", replicas, timeout);
+	}
+}
+
+/* Reads what append_script queued.  Returns the script's reply, or NULL if the connection failed. */
+static redisReply *read_script(redisContext *c, struct script_call *call, bool asking)
+{
+	redisReply *reply = NULL, *extra = NULL;
+
+	if (asking) {
+		if (redisGetReply(c, (void **)&extra) != REDIS_OK)
+			return NULL;
+		freeReplyObject(extra);
+		extra = NULL;
+	}
+	if (redisGetReply(c, (void **)&reply) != REDIS_OK)
+		return NULL;
+	if (call->wait) {
+		if (redisGetReply(c, (void **)&extra) != REDIS_OK) {
+			freeReplyObject(reply);
+			return NULL;
+		}
+		call->acked = extra != NULL && extra->type == REDIS_REPLY_INTEGER ? extra->integer : -1;
+		freeReplyObject(extra);
+	}
+	return reply;
+}
+
 /*
- * Runs one script: EVALSHA, reloading once on NOSCRIPT.  If a connection that
- * was already open turns out to be dead (Redis restarted), reconnects and
- * retries once when retry_safe.  Returns the reply (caller frees) or NULL.
+ * Cluster ASK: the slot is migrating and our keys are already on node.  Runs
+ * the script there once, on a connection of its own: AUTH, SCRIPT LOAD,
+ * ASKING, EVALSHA [, WAIT] in one round trip.
  */
-static redisReply *run_script(struct store *store, enum script_id id, int nkeys, int argc,
-                              const char **argv, size_t *argvlen, bool retry_safe)
+static redisReply *run_script_asking(struct store *store, const struct redis_node *node,
+                                     struct script_call *call, uint64_t deadline)
+{
+	const struct redis_target *t = &store->opt.target;
+	redisContext *c = connect_node(store, node, deadline);
+	redisReply *reply = NULL;
+	int timeout_ms = -1;
+	int prefix = t->has_password ? 2 : 1;
+
+	if (c == NULL)
+		return NULL;
+	metrics_inc(METRICS_REDIS_REDIRECTS);
+	if (set_ctx_timeout(c, &timeout_ms, store->opt.command_timeout_ms, deadline)) {
+		append_auth(c, t->user, t->password, t->has_password);
+		redisAppendCommand(c, "SCRIPT LOAD %s", scripts[call->id]);
+		append_script(c, store, call, true);
+		for (int i = 0; i < prefix; i++) {
+			redisReply *r = NULL;
+
+			if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+				prefix = -1;
+				break;
+			}
+			freeReplyObject(r);
+		}
+		if (prefix >= 0)
+			reply = read_script(c, call, true);
+	}
+	if (reply == NULL)
+		log_redis_error("ask", c->errstr[0] != '\0' ? c->errstr : "timed out");
+	redisFree(c);
+	return reply;
+}
+
+/* Sleeps a little before a retry, if the deadline allows.  False: it does not. */
+static bool pause_before_retry(uint64_t deadline, int ms)
+{
+	struct timespec ts;
+
+	if (ms_left(deadline, ms + 1) <= ms)
+		return false;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)ms * 1000000L;
+	nanosleep(&ts, NULL);
+	return true;
+}
+
+/* Reloads a script after NOSCRIPT.  False if the connection broke. */
+static bool reload_script(struct store *store, enum script_id id)
+{
+	uint64_t started = now_us();
+	redisReply *load = redisCommand(store->ctx, "SCRIPT LOAD %s", scripts[id]);
+
+	count_op(METRICS_OP_SCRIPT_LOAD, load, started);
+	if (load == NULL) {
+		disconnect(store, store->ctx->errstr);
+		return false;
+	}
+	if (load->type == REDIS_REPLY_STRING)
+		snprintf(store->sha[id], sizeof(store->sha[id]), "%s", load->str);
+	freeReplyObject(load);
+	return true;
+}
+
+#define MAX_ATTEMPTS 32         /* redirections and retries; the deadline bounds them too */
+#define TRYAGAIN_PAUSE_MS 10
+
+/*
+ * Runs one script: EVALSHA (and WAIT, see store_options.min_replicas).
+ * Every error that means "not executed here" is handled by trying again,
+ * within the deadline: NOSCRIPT reloads the script (once), MOVED reconnects
+ * to the node named, ASK runs it once on the node named, TRYAGAIN pauses,
+ * READONLY/MASTERDOWN (sentinel, cluster) asks again where the master is.
+ * If a connection that was already open turns out to be dead (Redis
+ * restarted), reconnects and retries once when call->retry_safe.
+ * Returns the reply (caller frees) or NULL.
+ */
+static redisReply *run_script(struct store *store, struct script_call *call)
 {
 	uint64_t deadline = now_ms() + (uint64_t)store->opt.connect_timeout_ms +
 	                    (uint64_t)store->opt.command_timeout_ms;
 	static const char *const digits[] = { "0", "1", "2", "3" };
-	bool reloaded = false;
+	const int nkeys = call->id == SCRIPT_ADD ? 3 : 2;
+	bool reloaded = false, retry_safe = call->retry_safe;
 
-	argv[0] = "EVALSHA";
-	argvlen[0] = 7;
-	argv[2] = digits[nkeys];
-	argvlen[2] = 1;
-	for (int attempt = 0; attempt < 3; attempt++) {
+	call->argv[0] = "EVALSHA";
+	call->argvlen[0] = 7;
+	call->argv[2] = digits[nkeys];
+	call->argvlen[2] = 1;
+	for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
 		bool was_open = store->ctx != NULL;
+		struct redis_node node;
 		redisReply *reply;
 		uint64_t started;
 
 		if (!ensure_connected(store, deadline) || !set_timeout(store, deadline))
 			return NULL;
-		argv[1] = store->sha[id];
-		argvlen[1] = strlen(store->sha[id]);
 		errno = 0;
 		started = now_us();
-		reply = redisCommandArgv(store->ctx, argc, argv, argvlen);
-		count_op(script_ops[id], reply, started);
+		append_script(store->ctx, store, call, false);
+		reply = read_script(store->ctx, call, false);
+		count_op(script_ops[call->id], reply, started);
 		if (reply == NULL) {
 			int err = store->ctx->err;
 			int saved_errno = errno;
@@ -461,25 +818,68 @@ static redisReply *run_script(struct store *store, enum script_id id, int nkeys,
 			}
 			return NULL;
 		}
-		if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
-		    !reloaded) {
-			redisReply *load;
+		if (reply->type != REDIS_REPLY_ERROR)
+			return reply;
 
-			started = now_us();
-			load = redisCommand(store->ctx, "SCRIPT LOAD %s", scripts[id]);
-			count_op(METRICS_OP_SCRIPT_LOAD, load, started);
+		memset(&node, 0, sizeof(node));
+		switch (topology_classify(reply->str, &node)) {
+		case TOPOLOGY_ERR_NOSCRIPT:
+			if (reloaded)
+				return reply;
 			freeReplyObject(reply);
 			reloaded = true;
-			if (load == NULL) {
-				disconnect(store, store->ctx->errstr);
+			if (!reload_script(store, call->id))
 				return NULL;
-			}
-			if (load->type == REDIS_REPLY_STRING)
-				snprintf(store->sha[id], sizeof(store->sha[id]), "%s", load->str);
-			freeReplyObject(load);
 			continue;
+		case TOPOLOGY_ERR_MOVED:
+			if (store->opt.target.mode != REDIS_MODE_CLUSTER)
+				return reply;
+			if (node.host[0] == '\0')
+				snprintf(node.host, sizeof(node.host), "%s", store->node.host);
+			log_redis_node("redis_moved", &node, reply->str);
+			freeReplyObject(reply);
+			leave_server(store);
+			store->node = node;
+			store->node_known = true;
+			continue;
+		case TOPOLOGY_ERR_ASK:
+			if (store->opt.target.mode != REDIS_MODE_CLUSTER)
+				return reply;
+			if (node.host[0] == '\0')
+				snprintf(node.host, sizeof(node.host), "%s", store->node.host);
+			freeReplyObject(reply);
+			reply = run_script_asking(store, &node, call, deadline);
+			if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
+			    topology_classify(reply->str, &node) != TOPOLOGY_ERR_TRYAGAIN)
+				return reply;
+			/* The keys are split between the two nodes: like TRYAGAIN here. */
+			freeReplyObject(reply);
+			if (!pause_before_retry(deadline, TRYAGAIN_PAUSE_MS))
+				return NULL;
+			continue;
+		case TOPOLOGY_ERR_TRYAGAIN:
+			freeReplyObject(reply);
+			if (!pause_before_retry(deadline, TRYAGAIN_PAUSE_MS))
+				return NULL;
+			continue;
+		case TOPOLOGY_ERR_READONLY:
+		case TOPOLOGY_ERR_MASTERDOWN:
+			/* In single mode a replica is a configuration error: report it. */
+			if (store->opt.target.mode == REDIS_MODE_SINGLE)
+				return reply;
+			log_redis_node("redis_not_master", &store->node, reply->str);
+			freeReplyObject(reply);
+			leave_server(store);
+			store->node_known = false;
+			if (!pause_before_retry(deadline, TRYAGAIN_PAUSE_MS))
+				return NULL;
+			continue;
+		case TOPOLOGY_ERR_CLUSTERDOWN:
+		case TOPOLOGY_ERR_LOADING:
+		case TOPOLOGY_ERR_OTHER:
+		default:
+			return reply;
 		}
-		return reply;
 	}
 	return NULL;
 }
@@ -527,7 +927,14 @@ static enum store_status decode_reply(const redisReply *reply, struct store_resu
 	return status;
 }
 
-static enum store_status finish(redisReply *reply, struct store_result *res, const char *op)
+/*
+ * Decodes a reply into res.  A write that WAIT saw reach fewer replicas than
+ * required is NOT_REPLICATED: it is applied on the master, so the client's
+ * retry with the same key replays it (and waits again).
+ */
+static enum store_status finish(redisReply *reply, const struct store *store,
+                                const struct script_call *call, struct store_result *res,
+                                const char *op)
 {
 	enum store_status status;
 
@@ -535,6 +942,19 @@ static enum store_status finish(redisReply *reply, struct store_result *res, con
 		return STORE_UNAVAILABLE;
 	status = decode_reply(reply, res, op);
 	freeReplyObject(reply);
+	if (call->wait && (status == STORE_OK || status == STORE_REPLAYED) &&
+	    call->acked < store->opt.min_replicas) {
+		struct log_line l;
+
+		metrics_inc(METRICS_REPLICATION_SHORTFALLS);
+		if (log_begin(&l, LOG_LEVEL_WARN, "redis_replication_shortfall", NULL)) {
+			log_str(&l, "operation", op);
+			log_int(&l, "replicas_acked", call->acked);
+			log_int(&l, "replicas_required", store->opt.min_replicas);
+			log_end(&l);
+		}
+		return STORE_NOT_REPLICATED;
+	}
 	return status;
 }
 
@@ -559,6 +979,8 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	char rl[KEY_MAX], limit[24], window[24];
 	const char *argv[7];
 	size_t argvlen[7];
+	struct script_call call = { .id = SCRIPT_GET, .argc = 7, .argv = argv, .argvlen = argvlen,
+	                            .retry_safe = true };
 
 	memset(res, 0, sizeof(*res));
 	limit_args(store, limit, window);
@@ -570,15 +992,18 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	argvlen[5] = strlen(limit);
 	argv[6] = window;
 	argvlen[6] = strlen(window);
-	return finish(run_script(store, SCRIPT_GET, 2, 7, argv, argvlen, true), res, "get");
+	return finish(run_script(store, &call), store, &call, res, "get");
 }
 
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
 	char rl[KEY_MAX], idem[KEY_MAX], limit[24], window[24], d[24], ttl[24];
-	const char *argv[11];
-	size_t argvlen[11];
+	const char *argv[12];
+	size_t argvlen[12];
+	/* Without a key a repeat would add twice: never retry that after a lost reply. */
+	struct script_call call = { .id = SCRIPT_ADD, .argc = 12, .argv = argv, .argvlen = argvlen,
+	                            .retry_safe = key->len > 0, .wait = store->opt.min_replicas > 0 };
 	int n;
 
 	memset(res, 0, sizeof(*res));
@@ -605,9 +1030,9 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 	argvlen[9] = strlen(window);
 	argv[10] = key->len > 0 ? "1" : "0";
 	argvlen[10] = 1;
-
-	/* Without a key a repeat would add twice: never retry that. */
-	return finish(run_script(store, SCRIPT_ADD, 3, 11, argv, argvlen, key->len > 0), res, "add");
+	argv[11] = call.wait ? "1" : "0";
+	argvlen[11] = 1;
+	return finish(run_script(store, &call), store, &call, res, "add");
 }
 
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
@@ -616,6 +1041,8 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	char rl[KEY_MAX], limit[24], window[24], v[24];
 	const char *argv[8];
 	size_t argvlen[8];
+	struct script_call call = { .id = SCRIPT_SET, .argc = 8, .argv = argv, .argvlen = argvlen,
+	                            .retry_safe = true, .wait = store->opt.min_replicas > 0 };
 
 	memset(res, 0, sizeof(*res));
 	limit_args(store, limit, window);
@@ -630,7 +1057,7 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	argvlen[6] = strlen(limit);
 	argv[7] = window;
 	argvlen[7] = strlen(window);
-	return finish(run_script(store, SCRIPT_SET, 2, 8, argv, argvlen, true), res, "set");
+	return finish(run_script(store, &call), store, &call, res, "set");
 }
 
 enum store_status store_ping(struct store *store)

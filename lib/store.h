@@ -13,6 +13,12 @@
  * re-established on a later call, with capped exponential backoff; while
  * Redis is away calls answer STORE_UNAVAILABLE at once.  No call blocks
  * longer than connect timeout + command timeout.
+ *
+ * The connection goes to the server REDIS_URL names, or to the master the
+ * sentinels name (checked with ROLE; asked again after a failover), or to
+ * the Redis Cluster master of the {prefix} slot (CLUSTER SLOTS, MOVED, ASK).
+ * With min_replicas > 0 every write is followed, in the same round trip, by
+ * WAIT; too few replicas answers STORE_NOT_REPLICATED.
  */
 
 #include <stdbool.h>
@@ -32,6 +38,7 @@ enum store_status {
 	STORE_NOT_INTEGER,      /* the stored sum is not an integer; nothing changed */
 	STORE_RATE_LIMITED,     /* over the caller's rate limit; nothing changed */
 	STORE_UNAVAILABLE,      /* Redis unreachable, timed out or refusing writes */
+	STORE_NOT_REPLICATED,   /* applied on the master, but WAIT saw too few replicas */
 	STORE_STATUS_COUNT
 };
 
@@ -53,6 +60,8 @@ struct store_options {
 	long idempotency_ttl_seconds;
 	long rate_limit_requests;       /* 0 disables the limiter */
 	long rate_limit_window_seconds;
+	int min_replicas;               /* > 0: WAIT for that many replicas after each write */
+	int wait_timeout_ms;            /* WAIT's timeout */
 };
 
 /* Fills options from a loaded config. */

@@ -150,6 +150,12 @@ static const struct url_case urls[] = {
 	{ "unix:///run/redis.sock", true, REDIS_TRANSPORT_UNIX, "/run/redis.sock", 0, 0, "", "" },
 	{ "unix:///run/redis.sock?db=4", true, REDIS_TRANSPORT_UNIX, "/run/redis.sock", 0, 4, "", "" },
 	{ "unix:///s?db=1&password=x&user=u", true, REDIS_TRANSPORT_UNIX, "/s", 0, 1, "u", "x" },
+	{ "redis+cluster://127.0.0.1:30001,127.0.0.1:30002", true, REDIS_TRANSPORT_TCP, "127.0.0.1", 30001, 0, "", "" },
+	{ "redis+cluster://u:pw@[::1]:7000,h2/0", true, REDIS_TRANSPORT_TCP, "::1", 7000, 0, "u", "pw" },
+	{ "redis+cluster://h:1/1", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis+cluster://h:1,", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis+cluster://h:1,,h:2", false, 0, NULL, 0, 0, NULL, NULL },
+	{ "redis+cluster://a,b,c,d,e,f,g,h,i", false, 0, NULL, 0, 0, NULL, NULL },
 	{ "http://h", false, 0, NULL, 0, 0, NULL, NULL },
 	{ "rediss://h", false, 0, NULL, 0, 0, NULL, NULL },
 	{ "redis://", false, 0, NULL, 0, 0, NULL, NULL },
@@ -220,6 +226,11 @@ static const struct bad_case bad[] = {
 	{ "ABACUS_TRUSTED_PROXIES=proxy.local", "ABACUS_TRUSTED_PROXIES" },
 	{ "REDIS_URL=localhost:6379", "REDIS_URL" },
 	{ "ABACUS_METRICS_SHM=abacus", "ABACUS_METRICS_SHM" },
+	{ "REDIS_SENTINELS=h:1,h:0", "REDIS_SENTINELS" },
+	{ "REDIS_SENTINELS=,", "REDIS_SENTINELS" },
+	{ "ABACUS_REDIS_MIN_REPLICAS=17", "ABACUS_REDIS_MIN_REPLICAS" },
+	{ "ABACUS_REDIS_MIN_REPLICAS=-1", "ABACUS_REDIS_MIN_REPLICAS" },
+	{ "ABACUS_REDIS_WAIT_TIMEOUT_MS=0", "ABACUS_REDIS_WAIT_TIMEOUT_MS" },
 	{ "ABACUS_METRICS_SHM=/a/b", "ABACUS_METRICS_SHM" },
 	{ "ABACUS_METRICS_AUTH=sometimes", "ABACUS_METRICS_AUTH" },
 };
@@ -263,6 +274,67 @@ START_TEST(test_config_auth_can_be_disabled_with_keys)
 }
 END_TEST
 
+START_TEST(test_config_reads_sentinels)
+{
+	struct config cfg;
+	char err[256];
+	static const char *const vars[] = {
+		"REDIS_URL=redis://:masterpw@ignored:1/3",
+		"REDIS_SENTINELS=127.0.0.1:26379, [::1]:26380 ,s3",
+		"ABACUS_REDIS_MASTER_NAME=sums",
+		"ABACUS_REDIS_SENTINEL_PASSWORD=sentinelpw",
+		"ABACUS_REDIS_MIN_REPLICAS=1",
+		NULL,
+	};
+
+	set_env(vars);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "%s", err);
+	ck_assert_int_eq(cfg.redis.mode, REDIS_MODE_SENTINEL);
+	ck_assert_int_eq(cfg.redis.node_count, 3);
+	ck_assert_str_eq(cfg.redis.nodes[0].host, "127.0.0.1");
+	ck_assert_int_eq(cfg.redis.nodes[0].port, 26379);
+	ck_assert_str_eq(cfg.redis.nodes[2].host, "s3");
+	ck_assert_int_eq(cfg.redis.nodes[2].port, 26379);
+	ck_assert_str_eq(cfg.redis.master_name, "sums");
+	ck_assert(cfg.redis.sentinel_has_password);
+	ck_assert_str_eq(cfg.redis.sentinel_password, "sentinelpw");
+	ck_assert_str_eq(cfg.redis.password, "masterpw");
+	ck_assert_int_eq(cfg.redis.db, 3);
+	ck_assert_int_eq(cfg.redis_min_replicas, 1);
+	ck_assert_int_eq(cfg.redis_wait_timeout_ms, 500);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_refuses_bad_combinations)
+{
+	struct config cfg;
+	char err[256] = "";
+	static const char *const unix_and_sentinels[] = {
+		"REDIS_URL=unix:///run/redis.sock", "REDIS_SENTINELS=h:1", NULL };
+	static const char *const cluster_and_sentinels[] = {
+		"REDIS_URL=redis+cluster://h:1", "REDIS_SENTINELS=h:1", NULL };
+	static const char *const wait_too_long[] = {
+		"ABACUS_REDIS_MIN_REPLICAS=1", "ABACUS_REDIS_TIMEOUT_MS=300",
+		"ABACUS_REDIS_WAIT_TIMEOUT_MS=300", NULL };
+	static const char *const name_with_space[] = {
+		"REDIS_SENTINELS=h:1", "ABACUS_REDIS_MASTER_NAME=a b", NULL };
+
+	set_env(unix_and_sentinels);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "REDIS_SENTINELS") != NULL, "%s", err);
+	set_env(cluster_and_sentinels);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "REDIS_SENTINELS") != NULL, "%s", err);
+	set_env(wait_too_long);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "ABACUS_REDIS_WAIT_TIMEOUT_MS") != NULL, "%s", err);
+	set_env(name_with_space);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "ABACUS_REDIS_MASTER_NAME") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(test_config_parse_long_limits)
 {
 	long v;
@@ -290,6 +362,8 @@ static Suite *config_suite(void)
 	tcase_add_test(core, test_config_reads_every_setting);
 	tcase_add_test(core, test_config_reads_keys_file);
 	tcase_add_test(core, test_config_auth_can_be_disabled_with_keys);
+	tcase_add_test(core, test_config_reads_sentinels);
+	tcase_add_test(errors, test_config_refuses_bad_combinations);
 	tcase_add_loop_test(core, test_config_parses_redis_url, 0, sizeof(urls) / sizeof(urls[0]));
 	tcase_add_test(limits, test_config_parse_long_limits);
 	tcase_add_loop_test(errors, test_config_refuses_bad_value, 0, sizeof(bad) / sizeof(bad[0]));
