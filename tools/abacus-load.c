@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #define MAX_TARGETS 16
-#define MAX_RETRIES 20
+#define DEFAULT_MAX_RETRIES 20
 #define STATUS_SLOTS 600
 
 struct options {
@@ -38,6 +38,7 @@ struct options {
 	int64_t delta_min, delta_max;
 	double get_ratio;
 	double timeout_s;
+	int max_retries;                /* attempts after the first, per request */
 };
 
 /* One logical request (an addition or a read) and its retries. */
@@ -67,6 +68,7 @@ struct slot {
 
 static struct options opt = {
 	.requests = 1000, .concurrency = 16, .delta_min = 1, .delta_max = 1, .timeout_s = 10,
+	.max_retries = DEFAULT_MAX_RETRIES,
 };
 static char run_id[32];
 static uint64_t rng_state;
@@ -128,7 +130,9 @@ static void usage(FILE *out)
 	      "                        exactly the acknowledged deltas\n"
 	      "  --metrics-url URL     poll this /metrics every second into metrics_snapshots.txt\n"
 	      "  --out-csv FILE        one line per attempt: timestamp,worker,target,status,latency_ms,error\n"
-	      "  --timeout S           per-attempt timeout in seconds (default 10)\n", out);
+	      "  --timeout S           per-attempt timeout in seconds (default 10)\n"
+	      "  --max-retries N       retries per request with --idempotency (default 20; back-off\n"
+	      "                        0.05 s x attempt, at most 1 s)\n", out);
 }
 
 static bool parse_int64(const char *s, int64_t *out)
@@ -154,6 +158,7 @@ static bool parse_args(int argc, char **argv)
 		{ "metrics-url", required_argument, NULL, 'm' }, { "out-csv", required_argument, NULL, 'o' },
 		{ "verify", no_argument, NULL, 'v' }, { "delta-range", required_argument, NULL, 'd' },
 		{ "get-ratio", required_argument, NULL, 'g' }, { "timeout", required_argument, NULL, 'T' },
+		{ "max-retries", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -176,6 +181,7 @@ static bool parse_args(int argc, char **argv)
 		case 'o': opt.csv_path = optarg; break;
 		case 'v': opt.verify = true; break;
 		case 'g': opt.get_ratio = strtod(optarg, &end); if (*end || opt.get_ratio < 0 || opt.get_ratio > 1) return false; break;
+		case 'R': opt.max_retries = (int)strtol(optarg, &end, 10); if (*end || opt.max_retries < 0 || opt.max_retries > 100000) return false; break;
 		case 'T': opt.timeout_s = strtod(optarg, &end); if (*end || opt.timeout_s <= 0) return false; break;
 		case 'd': {
 			char *colon = strchr(optarg, ':');
@@ -360,7 +366,7 @@ static void on_done(CURLM *multi, CURLMsg *msg)
 	status_count[code >= 0 && code < STATUS_SLOTS ? code : STATUS_SLOTS]++;
 	write_csv(s, code, latency_ms, msg->data.result == CURLE_OK ? "" :
 	          s->errbuf[0] ? s->errbuf : curl_easy_strerror(msg->data.result));
-	if (code != 200 && s->job.is_get == false && retryable(code) && s->job.attempts < MAX_RETRIES) {
+	if (code != 200 && s->job.is_get == false && retryable(code) && s->job.attempts <= opt.max_retries) {
 		retries++;
 		s->busy = true;
 		/* Retry on the next front end: this one may be the one that is down. */

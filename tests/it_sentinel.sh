@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Redis Sentinel: a master, one replica and three sentinels (redis-server
+# --sentinel, what Debian's redis-sentinel runs) on loopback, every one of
+# them with a password.  Two front ends find the master through the
+# sentinels; the master is SIGKILLed under a retrying load; no restart of
+# anything of ours follows.
+#   - ABACUS_REDIS_MIN_REPLICAS=1: the final sum equals exactly the
+#     acknowledged deltas, and every request succeeds in the end.
+#   - ABACUS_REDIS_MIN_REPLICAS=0: how many acknowledged additions a failover
+#     loses is measured and printed (docs/OPERATIONS.md quotes it); none is
+#     ever applied twice.
+# Both print the time without a successful write, measured from the load's CSV.
+set -u
+. "$(dirname "$0")/lib.sh"
+suite_init sentinel
+LOAD=$ROOT/tools/abacus-load
+KEY=sentinel-key-$RANDOM
+MPW=master-pw-$RANDOM     # the data servers' password
+SPW=sentinel-pw-$RANDOM   # the sentinels' password
+N=${LOAD_REQUESTS:-6000}   # LOAD_REQUESTS, LOAD_RATE, LOAD_CONCURRENCY: for measuring
+[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
+
+# ---- the Redis side ----
+# Sentinels send CONFIG REWRITE: each server gets its own copy of conf/redis.conf.
+# repl-diskless-sync-delay 0: a replica that comes back is synced at once,
+# not after Redis's default 5 s wait for more replicas (docs/OPERATIONS.md).
+auth=(--requirepass "$MPW" --masterauth "$MPW" --repl-diskless-sync-delay 0)
+start_data_server() { # NAME PORT [args...]
+  local dir=$TMP/redis-$1 port=$2; shift 2
+  mkdir -p "$dir"
+  [ -f "$dir/redis.conf" ] || cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
+  redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${auth[@]}" "$@" >/dev/null || return 1
+  wait_until 5 redis_ping "$port" || return 1
+  cat "$dir/redis.pid" >>"$TMP/pids"
+}
+PORT_A=$(free_port); PORT_B=$(free_port)
+start_data_server a "$PORT_A" || exit 1
+start_data_server b "$PORT_B" --replicaof 127.0.0.1 "$PORT_A" || exit 1
+rcli() { local p=$1; shift; redis-cli --no-auth-warning -a "$MPW" -p "$p" "$@" 2>/dev/null; }
+synced() { rcli "$PORT_B" info replication | grep -q 'master_link_status:up'; }
+check_true "the replica syncs with the master" wait_until 10 synced
+
+SENTINEL_PORTS=()
+start_sentinel() {
+  local port dir
+  port=$(free_port)
+  dir=$TMP/sentinel-$port
+  mkdir -p "$dir"
+  cat >"$dir/sentinel.conf" <<CONF
+port $port
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/sentinel.pid
+logfile $dir/sentinel.log
+dir $dir
+requirepass $SPW
+sentinel sentinel-pass $SPW
+sentinel monitor abacus 127.0.0.1 $PORT_A 2
+sentinel auth-pass abacus $MPW
+sentinel down-after-milliseconds abacus 1000
+sentinel failover-timeout abacus 10000
+sentinel parallel-syncs abacus 1
+CONF
+  redis-server "$dir/sentinel.conf" --sentinel >/dev/null || return 1
+  wait_until 5 test -s "$dir/sentinel.pid" || return 1
+  cat "$dir/sentinel.pid" >>"$TMP/pids"
+  SENTINEL_PORTS+=("$port")
+}
+for i in 1 2 3; do start_sentinel || { echo "sentinel did not start"; exit 1; }; done
+scli() { redis-cli --no-auth-warning -a "$SPW" -p "${SENTINEL_PORTS[0]}" "$@" 2>/dev/null; }
+master_port() { scli sentinel get-master-addr-by-name abacus | sed -n 2p; }
+sentinels_agree() { [ "$(scli sentinel master abacus | sed -n '/^num-other-sentinels$/{n;p}')" = 2 ] &&
+                    [ "$(scli sentinel master abacus | sed -n '/^num-slaves$/{n;p}')" = 1 ]; }
+check_true "the sentinels see each other and the replica" wait_until 20 sentinels_agree
+check "the sentinels name A as the master" "$PORT_A" "$(master_port)"
+SENTINELS=$(IFS=,; for p in "${SENTINEL_PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)
+SENTINELS=${SENTINELS%,}
+
+# ---- the wrong sentinel password: not ready, and the log says why ----
+WORKERS=1 start_stack badauth ABACUS_API_KEYS="$KEY" REDIS_URL="redis://:$MPW@master/0" \
+  REDIS_SENTINELS="$SENTINELS" ABACUS_REDIS_SENTINEL_PASSWORD=wrong-$RANDOM || exit 1
+req GET "http://127.0.0.1:$P1/readyz"
+check "wrong sentinel password: /readyz 503" 503 "$STATUS"
+check_match "wrong sentinel password: the log names the sentinel auth failure" \
+  '"operation":"auth".*(WRONGPASS|invalid)' "$(cat "$STACK"/frontend-*/error.log)"
+stop_stack
+
+# ---- the right settings: the front ends write to the master ----
+stack_for() { # NAME MIN_REPLICAS
+  start_stack "$1" ABACUS_API_KEYS="$KEY" REDIS_URL="redis://:$MPW@master/0" \
+    REDIS_SENTINELS="$SENTINELS" ABACUS_REDIS_SENTINEL_PASSWORD="$SPW" \
+    ABACUS_REDIS_MIN_REPLICAS="$2" ABACUS_RATE_LIMIT_REQUESTS=1000000 \
+    ABACUS_REDIS_TIMEOUT_MS=500 ABACUS_REDIS_CONNECT_TIMEOUT_MS=300
+}
+stack_for wait1 1 || exit 1
+A=http://127.0.0.1:$P1
+B=http://127.0.0.1:$P2
+req GET "$A/readyz"
+check "sentinel mode: /readyz 200" 200 "$STATUS"
+post "$P1" "$KEY" first 5
+check "sentinel mode: POST 200" 200 "$STATUS"
+post "$P2" "$KEY" first 5
+check "sentinel mode: the replay through the other front end" "200 true" "$STATUS $(header idempotent-replayed)"
+check "the addition is on the master" 5 "$(rcli "$PORT_A" get '{abacus}:sum')"
+check "and on the replica (WAIT confirmed it)" 5 "$(rcli "$PORT_B" get '{abacus}:sum')"
+check_match "/metrics has the replication shortfall counter" \
+  'abacus_redis_replication_shortfalls_total 0' "$(curl -s "$A/metrics")"
+
+# window CSV: the longest time without a successful attempt, in seconds.
+window() {
+  awk -F, '$4 == 200 { print $1 }' "$1" | sort -n |
+    awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }'
+}
+
+# failover STACK_LABEL REQUESTS: kills the master under load, restarts it once
+# the sentinels have promoted the replica (it comes back as a replica, as an
+# operator's restart would), waits for the load.  Sets OLD, NEW, OUT, CSV.
+failover() {
+  local label=$1 n=$2 old_dir pid i
+  OUT=$TMP/$label.out CSV=$TMP/$label.csv
+  OLD=$(master_port)
+  "$LOAD" --target1 "$A" --target2 "$B" --requests "$n" --rate "${LOAD_RATE:-400}" --concurrency "${LOAD_CONCURRENCY:-8}" --idempotency \
+    --api-key "$KEY" --verify --timeout 3 --max-retries 200 --out-csv "$CSV" >"$OUT" 2>&1 &
+  local load_pid=$!
+  sleep 2
+  old_dir=$TMP/redis-$([ "$OLD" = "$PORT_A" ] && echo a || echo b)
+  pid=$(cat "$old_dir/redis.pid")
+  kill -KILL "$pid"
+  promoted() { [ "$(master_port)" != "$OLD" ]; }
+  wait_until 30 promoted
+  NEW=$(master_port)
+  # The operator restarts the old master as a replica of the new one (the
+  # sentinels would convert it too, but only about 10 s after it is back).
+  start_data_server "${old_dir##*/redis-}" "$OLD" --replicaof 127.0.0.1 "$NEW"
+  wait "$load_pid"
+  LOAD_RC=$?
+}
+
+failover wait1 "$N"
+check "MIN_REPLICAS=1: the sentinels promoted the replica" "$PORT_B" "$NEW"
+check "MIN_REPLICAS=1: the load finished (exit 0)" 0 "$LOAD_RC"
+check_match "MIN_REPLICAS=1: every request succeeded in the end" "succeeded: $N  failed: 0" "$(cat "$OUT")"
+check_match "MIN_REPLICAS=1: the final sum is exactly the acknowledged deltas" 'verify: ok' "$(cat "$OUT")"
+check_match "MIN_REPLICAS=1: failures were retried with the same key" 'retries: [1-9]' "$(cat "$OUT")"
+gap1=$(window "$CSV")
+echo "MIN_REPLICAS=1: longest time without a successful write: ${gap1} s"
+old_is_replica() { rcli "$PORT_A" role | head -n 1 | grep -qx slave; }
+check_true "the old master came back as a replica" wait_until 20 old_is_replica
+check_match "the workers logged the new master" '"event":"redis_server_changed"' \
+  "$(cat "$STACK"/frontend-*/error.log)"
+shortfalls=$(curl -s "$A/metrics" | awk '$1 == "abacus_redis_replication_shortfalls_total" {print $2}')
+echo "MIN_REPLICAS=1: replication shortfalls answered 503 on front end 1: $shortfalls"
+# The old master is back and in sync: a write through both front ends again.
+synced_a() { rcli "$PORT_A" info replication | grep -q 'master_link_status:up'; }
+check_true "the old master syncs from the new one" wait_until 20 synced_a
+post "$P2" "$KEY" after-failover 7
+check "after the failover: POST 200 without restarting anything" 200 "$STATUS"
+stop_stack
+
+# ---- MIN_REPLICAS=0: measure what a failover loses ----
+stack_for wait0 0 || exit 1
+A=http://127.0.0.1:$P1
+B=http://127.0.0.1:$P2
+failover wait0 "$N"
+check "MIN_REPLICAS=0: the sentinels promoted A again" "$PORT_A" "$NEW"
+check_match "MIN_REPLICAS=0: every request succeeded in the end" "succeeded: $N  failed: 0" "$(cat "$OUT")"
+gap0=$(window "$CSV")
+# Every delta is 1: the sum moved by the additions that survived.
+moved=$(sed -n 's/^verify: .*(\(-\{0,1\}[0-9]*\) -> \(-\{0,1\}[0-9]*\)).*/\2 - \1/p' "$OUT" | head -n 1)
+if [ -z "$moved" ]; then
+  moved=$(sed -n 's/^verify: FAILED: the sum went \(-\{0,1\}[0-9]*\) -> \(-\{0,1\}[0-9]*\),.*/\2 - \1/p' "$OUT")
+fi
+moved=$((moved))
+lost=$((N - moved))
+echo "MIN_REPLICAS=0: longest time without a successful write: ${gap0} s; acknowledged additions lost: $lost of $N"
+check_true "MIN_REPLICAS=0: nothing applied twice (the sum moved by at most the acknowledged deltas)" \
+  test "$moved" -le "$N"
+stop_stack
+
+suite_end
