@@ -782,6 +782,7 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 	static const char *const digits[] = { "0", "1", "2", "3" };
 	const int nkeys = call->id == SCRIPT_ADD ? 3 : 2;
 	bool reloaded = false, retry_safe = call->retry_safe;
+	int moves = 0;
 
 	call->argv[0] = "EVALSHA";
 	call->argvlen[0] = 7;
@@ -841,6 +842,9 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 			leave_server(store);
 			store->node = node;
 			store->node_known = true;
+			/* Nodes that disagree (a slot being handed over) bounce us: slow down. */
+			if (++moves > 1 && !pause_before_retry(deadline, TRYAGAIN_PAUSE_MS))
+				return NULL;
 			continue;
 		case TOPOLOGY_ERR_ASK:
 			if (store->opt.target.mode != REDIS_MODE_CLUSTER)

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Redis Cluster: three masters on loopback (redis-cli --cluster create), with
+# a password.  The front ends get one seed node that does not hold the
+# {abacus} slot and must find the one that does; an exactness load runs; then
+# the slot is migrated to another master key batch by key batch
+# (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE) while a
+# retrying load runs: ASK, TRYAGAIN and MOVED are followed, and the final sum
+# is exactly the acknowledged deltas.
+set -u
+. "$(dirname "$0")/lib.sh"
+suite_init cluster
+LOAD=$ROOT/tools/abacus-load
+KEY=cluster-key-$RANDOM
+PW=cluster-pw-$RANDOM
+[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
+
+PORTS=()
+for n in 1 2 3; do
+  port=$(free_port)
+  dir=$TMP/redis-$n
+  mkdir -p "$dir"
+  cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
+  redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
+    --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
+    --requirepass "$PW" --masterauth "$PW" >/dev/null || exit 1
+  wait_until 5 redis_ping "$port" || { echo "redis $n did not start"; exit 1; }
+  cat "$dir/redis.pid" >>"$TMP/pids"
+  PORTS+=("$port")
+done
+rcli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
+redis-cli --no-auth-warning -a "$PW" --cluster create $(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s ' "$p"; done) \
+  --cluster-yes >"$TMP/create.out" 2>&1
+check "redis-cli --cluster create" 0 "$?"
+cluster_ok() { for p in "${PORTS[@]}"; do rcli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
+check_true "the cluster is up" wait_until 20 cluster_ok
+
+SLOT=$(rcli "${PORTS[0]}" cluster keyslot '{abacus}:sum')
+node_of_slot() { # prints the port of the master serving $SLOT, as node 1 sees it
+  rcli "${PORTS[0]}" cluster slots | python3 -c '
+import sys
+lines = [l.strip() for l in sys.stdin]
+slot = int(sys.argv[1])
+# redis-cli prints CLUSTER SLOTS flattened: start, end, host, port, id, [replicas...]
+i = 0
+while i + 4 < len(lines):
+    if lines[i].isdigit() and lines[i + 1].isdigit() and int(lines[i]) <= slot <= int(lines[i + 1]):
+        print(lines[i + 3]); break
+    i += 1
+' "$SLOT"
+}
+OWNER=$(node_of_slot)
+check_match "some master serves the slot of {abacus}" '^[0-9]+$' "$OWNER"
+SEED=""
+for p in "${PORTS[@]}"; do [ "$p" != "$OWNER" ] && SEED=$p && break; done
+
+start_stack main ABACUS_API_KEYS="$KEY" REDIS_URL="redis+cluster://:$PW@127.0.0.1:$SEED" \
+  ABACUS_RATE_LIMIT_REQUESTS=1000000 ABACUS_REDIS_TIMEOUT_MS=1000 || exit 1
+A=http://127.0.0.1:$P1
+B=http://127.0.0.1:$P2
+req GET "$A/readyz"
+check "cluster mode: /readyz 200" 200 "$STATUS"
+post "$P1" "$KEY" c-1 40
+check "cluster mode: POST 200" 200 "$STATUS"
+check "the sum is on the master of the slot" 40 "$(rcli "$OWNER" get '{abacus}:sum')"
+check_match "the seed node does not hold it" '^MOVED' "$(rcli "$SEED" get '{abacus}:sum')"
+
+# ---- exactness against the cluster ----
+"$LOAD" --target1 "$A" --target2 "$B" --requests 3000 --concurrency 16 --idempotency --api-key "$KEY" \
+  --delta-range=-1000000:1000000 --verify >"$TMP/exact.out" 2>&1
+check "exactness load: exit 0" 0 "$?"
+check_match "exactness load: the sum is exact" 'verify: ok' "$(cat "$TMP/exact.out")"
+check "the API and the slot's master agree" "$(sum_at "$P1" "$KEY")" "$(rcli "$OWNER" get '{abacus}:sum')"
+
+# ---- the slot migrates to another master during load ----
+TARGET=""
+for p in "${PORTS[@]}"; do [ "$p" != "$OWNER" ] && [ "$p" != "$SEED" ] && TARGET=$p; done
+SRC_ID=$(rcli "$OWNER" cluster myid)
+DST_ID=$(rcli "$TARGET" cluster myid)
+keys_before=$(rcli "$OWNER" cluster countkeysinslot "$SLOT")
+"$LOAD" --target1 "$A" --target2 "$B" --requests 6000 --rate 600 --concurrency 12 --idempotency \
+  --api-key "$KEY" --delta-range=-1000:1000 --verify --timeout 5 --max-retries 100 \
+  --out-csv "$TMP/reshard.csv" >"$TMP/reshard.out" 2>&1 &
+LOAD_PID=$!
+sleep 2
+rcli "$TARGET" cluster setslot "$SLOT" importing "$SRC_ID" >/dev/null
+rcli "$OWNER" cluster setslot "$SLOT" migrating "$DST_ID" >/dev/null
+batches=0
+for i in $(seq 1 2000); do
+  keys=$(rcli "$OWNER" cluster getkeysinslot "$SLOT" 50)
+  [ -z "$keys" ] && break
+  # shellcheck disable=SC2086
+  rcli "$OWNER" migrate 127.0.0.1 "$TARGET" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
+  batches=$((batches + 1))
+  sleep 0.02    # a slow migration: requests meet ASK and TRYAGAIN on the way
+done
+# The new owner first, then the old one, then the rest (the order Redis documents).
+for p in "$TARGET" "$OWNER" "$SEED"; do rcli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
+echo "migrated slot $SLOT ($keys_before keys before the load) in $batches batches"
+wait "$LOAD_PID"
+check "slot migrated during load: the load finished" 0 "$?"
+check_match "slot migrated during load: every request succeeded" 'succeeded: 6000  failed: 0' "$(cat "$TMP/reshard.out")"
+check_match "slot migrated during load: the sum is exact" 'verify: ok' "$(cat "$TMP/reshard.out")"
+check "the slot is served by the new master" "$TARGET" "$(node_of_slot)"
+check "the old master has no key of the slot left" 0 "$(rcli "$OWNER" cluster countkeysinslot "$SLOT")"
+check "the API and the new master agree" "$(sum_at "$P2" "$KEY")" "$(rcli "$TARGET" get '{abacus}:sum')"
+redirects=$(( $(curl -s "$A/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') +
+              $(curl -s "$B/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') ))
+check_true "the workers were redirected (abacus_redis_redirects_total > 0)" test "$redirects" -gt 0
+check_match "the workers logged the move" '"event":"redis_moved"' "$(cat "$STACK"/frontend-*/error.log)"
+post "$P1" "$KEY" after-move 1
+check "after the move: POST 200" 200 "$STATUS"
+gap=$(awk -F, '$4 == 200 { print $1 }' "$TMP/reshard.csv" | sort -n |
+  awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }')
+echo "redirects followed: $redirects; retries during the migration: $(sed -n 's/.*retries: \([0-9]*\).*/\1/p' "$TMP/reshard.out");" \
+  "longest time without a successful write: $gap s"
+
+suite_end
