@@ -96,7 +96,7 @@ for i in $(seq 1 2000); do
 done
 # The new owner first, then the old one, then the rest (the order Redis documents).
 for p in "$TARGET" "$OWNER" "$SEED"; do rcli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
-echo "migrated slot $SLOT ($keys_before keys before the load) in $batches batches"
+echo "measured: migrated slot $SLOT ($keys_before keys before the load) in $batches batches"
 wait "$LOAD_PID"
 check "slot migrated during load: the load finished" 0 "$?"
 check_match "slot migrated during load: every request succeeded" 'succeeded: 6000  failed: 0' "$(cat "$TMP/reshard.out")"
@@ -112,7 +112,7 @@ post "$P1" "$KEY" after-move 1
 check "after the move: POST 200" 200 "$STATUS"
 gap=$(awk -F, '$4 == 200 { print $1 }' "$TMP/reshard.csv" | sort -n |
   awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }')
-echo "redirects followed: $redirects; retries during the migration: $(sed -n 's/.*retries: \([0-9]*\).*/\1/p' "$TMP/reshard.out");" \
+echo "measured: redirects followed: $redirects; retries during the migration: $(sed -n 's/.*retries: \([0-9]*\).*/\1/p' "$TMP/reshard.out");" \
   "longest time without a successful write: $gap s"
 
 suite_end

@@ -39,7 +39,7 @@ rss_1k=$(rss)
 check "100,000 requests: all answered" 0 "$?"
 rss_100k=$(rss)
 check "the same worker served them all" "$worker" "$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")")"
-echo "worker RSS: $rss_1k KiB after 1,000 requests, $rss_100k KiB after 101,000"
+echo "measured: worker RSS: $rss_1k KiB after 1,000 requests, $rss_100k KiB after 101,000"
 check_true "RSS after 100,000 requests within 1 MiB of after 1,000 ($rss_1k -> $rss_100k KiB)" test $((rss_100k - rss_1k)) -le 1024
 stop_stack
 suite_end

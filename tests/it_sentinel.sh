@@ -144,13 +144,13 @@ check_match "MIN_REPLICAS=1: every request succeeded in the end" "succeeded: $N 
 check_match "MIN_REPLICAS=1: the final sum is exactly the acknowledged deltas" 'verify: ok' "$(cat "$OUT")"
 check_match "MIN_REPLICAS=1: failures were retried with the same key" 'retries: [1-9]' "$(cat "$OUT")"
 gap1=$(window "$CSV")
-echo "MIN_REPLICAS=1: longest time without a successful write: ${gap1} s"
+echo "measured: MIN_REPLICAS=1: longest time without a successful write: ${gap1} s"
 old_is_replica() { rcli "$PORT_A" role | head -n 1 | grep -qx slave; }
 check_true "the old master came back as a replica" wait_until 20 old_is_replica
 check_match "the workers logged the new master" '"event":"redis_server_changed"' \
   "$(cat "$STACK"/frontend-*/error.log)"
 shortfalls=$(curl -s "$A/metrics" | awk '$1 == "abacus_redis_replication_shortfalls_total" {print $2}')
-echo "MIN_REPLICAS=1: replication shortfalls answered 503 on front end 1: $shortfalls"
+echo "measured: MIN_REPLICAS=1: replication shortfalls answered 503 on front end 1: $shortfalls"
 # The old master is back and in sync: a write through both front ends again.
 synced_a() { rcli "$PORT_A" info replication | grep -q 'master_link_status:up'; }
 check_true "the old master syncs from the new one" wait_until 20 synced_a
@@ -173,7 +173,7 @@ if [ -z "$moved" ]; then
 fi
 moved=$((moved))
 lost=$((N - moved))
-echo "MIN_REPLICAS=0: longest time without a successful write: ${gap0} s; acknowledged additions lost: $lost of $N"
+echo "measured: MIN_REPLICAS=0: longest time without a successful write: ${gap0} s; acknowledged additions lost: $lost of $N"
 check_true "MIN_REPLICAS=0: nothing applied twice (the sum moved by at most the acknowledged deltas)" \
   test "$moved" -le "$N"
 stop_stack

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every integration suite (tests/it_*.sh) against the sanitizer build,
 # JOBS at a time (default 2: every suite uses its own ports and folders), and
-# prints each suite's summary line in order.  Exit 1 if any suite failed or
+# prints each suite's summary line in order, with the lines it marked
+# "measured: ".  Exit 1 if any suite failed or
 # did not finish with its summary line.
 # Run one suite alone with: tests/it_api.sh  (FRONTEND=nginx tests/it_api.sh)
 set -u
@@ -38,6 +39,8 @@ for suite in $suites; do
   [ "$kind" = lighttpd ] || name="$name[$kind]"
   line=$(tail -n 1 "$out/$i.log")
   printf '%-20s %s  (%ds)\n' "$name:" "$line" "$secs"
+  # What a suite measured on the way (failover windows, memory, ...).
+  grep '^measured: ' "$out/$i.log" | sed 's/^measured: /    /'
   if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     total_pass=$((total_pass + BASH_REMATCH[1]))
     total_fail=$((total_fail + BASH_REMATCH[2]))
