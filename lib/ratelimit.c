@@ -91,13 +91,20 @@ void ratelimit_identify(struct request *r, const struct config *cfg)
 void ratelimit_add_headers(struct request *r, const struct config *cfg, enum store_status status,
                            const struct store_result *res)
 {
+	/* The policy only changes with the configuration: formatted once, not per request. */
+	static char policy[96];
+	static long policy_q = -1, policy_w = -1;
 	char value[96];
 
 	if (!res->limited)
 		return;
-	snprintf(value, sizeof(value), "\"default\";q=%ld;w=%ld", cfg->rate_limit_requests,
-	         cfg->rate_limit_window_seconds);
-	http_add_header(r, "RateLimit-Policy", value);
+	if (policy_q != cfg->rate_limit_requests || policy_w != cfg->rate_limit_window_seconds) {
+		snprintf(policy, sizeof(policy), "\"default\";q=%ld;w=%ld", cfg->rate_limit_requests,
+		         cfg->rate_limit_window_seconds);
+		policy_q = cfg->rate_limit_requests;
+		policy_w = cfg->rate_limit_window_seconds;
+	}
+	http_add_header(r, "RateLimit-Policy", policy);
 	snprintf(value, sizeof(value), "\"default\";r=%ld;t=%ld", res->remaining, res->reset_seconds);
 	http_add_header(r, "RateLimit", value);
 	if (status == STORE_RATE_LIMITED) {

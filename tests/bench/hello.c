@@ -3,7 +3,9 @@
  * lighttpd configuration as abacus.  It answers a fixed JSON body; with
  * BENCH_EVALSHA=1 it first runs one EVALSHA of a trivial script on Redis
  * (REDIS_URL's host and port), i.e. the least any worker needing one Redis
- * round trip per request can do.
+ * round trip per request can do.  With BENCH_EVALSHA=write the script does
+ * one INCR: the least a worker needing one durable write can do (with
+ * appendfsync always, Redis fsyncs before it answers).
  */
 #include <fcgiapp.h>
 #include <hiredis/hiredis.h>
@@ -12,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static redisContext *connect_redis(char *sha, size_t cap)
+static redisContext *connect_redis(const char *script, char *sha, size_t cap)
 {
 	const char *url = getenv("REDIS_URL");
 	char host[256] = "127.0.0.1";
@@ -25,7 +27,7 @@ static redisContext *connect_redis(char *sha, size_t cap)
 	c = redisConnect(host, port);
 	if (c == NULL || c->err)
 		return NULL;
-	r = redisCommand(c, "SCRIPT LOAD %s", "return 1");
+	r = redisCommand(c, "SCRIPT LOAD %s", script);
 	if (r != NULL && r->type == REDIS_REPLY_STRING)
 		snprintf(sha, cap, "%s", r->str);
 	freeReplyObject(r);
@@ -39,17 +41,20 @@ int main(int argc, char **argv)
 	FCGX_Request req;
 	redisContext *redis = NULL;
 	char sha[64] = "";
+	const char *mode = getenv("BENCH_EVALSHA");
 
 	if (argc > 1 && (strcmp(argv[1], "--check-config") == 0 || strcmp(argv[1], "--version") == 0))
 		return 0;
 	signal(SIGPIPE, SIG_IGN);
-	if (getenv("BENCH_EVALSHA") != NULL && strcmp(getenv("BENCH_EVALSHA"), "1") == 0)
-		redis = connect_redis(sha, sizeof(sha));
+	if (mode != NULL && strcmp(mode, "1") == 0)
+		redis = connect_redis("return 1", sha, sizeof(sha));
+	else if (mode != NULL && strcmp(mode, "write") == 0)
+		redis = connect_redis("return redis.call('INCR', KEYS[1])", sha, sizeof(sha));
 	FCGX_Init();
 	FCGX_InitRequest(&req, 0, 0);
 	while (FCGX_Accept_r(&req) >= 0) {
 		if (redis != NULL)
-			freeReplyObject(redisCommand(redis, "EVALSHA %s 0", sha));
+			freeReplyObject(redisCommand(redis, "EVALSHA %s 1 {bench}:n", sha));
 		FCGX_PutStr(head, (int)sizeof(head) - 1, req.out);
 		FCGX_Finish_r(&req);
 	}
