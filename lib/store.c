@@ -405,23 +405,28 @@ static redisReply *query_node(const struct store *store, const struct redis_node
 
 	if (c == NULL)
 		return NULL;
-	if (set_ctx_timeout(c, &timeout_ms, store->opt.command_timeout_ms, deadline)) {
-		append_auth(c, user, password, has_password);
-		redisAppendCommandArgv(c, argc, argv, NULL);
-		if (has_password && redisGetReply(c, (void **)&reply) == REDIS_OK && reply != NULL &&
-		    reply->type == REDIS_REPLY_ERROR) {
+	if (!set_ctx_timeout(c, &timeout_ms, store->opt.command_timeout_ms, deadline))
+		goto out;
+	append_auth(c, user, password, has_password);
+	redisAppendCommandArgv(c, argc, argv, NULL);
+	if (has_password) {
+		bool refused;
+
+		if (redisGetReply(c, (void **)&reply) != REDIS_OK)
+			goto out;
+		refused = reply != NULL && reply->type == REDIS_REPLY_ERROR;
+		if (refused)
 			log_redis_error("auth", reply->str);
-			freeReplyObject(reply);
-			reply = NULL;
-		} else {
-			freeReplyObject(reply);
-			reply = NULL;
-			if (redisGetReply(c, (void **)&reply) != REDIS_OK)
-				reply = NULL;
-		}
-		if (reply == NULL && c->err)
-			log_redis_error(argv[0], c->errstr);
+		freeReplyObject(reply);
+		reply = NULL;
+		if (refused)
+			goto out;
 	}
+	if (redisGetReply(c, (void **)&reply) != REDIS_OK)
+		reply = NULL;
+out:
+	if (reply == NULL && c->err)
+		log_redis_error(argv[0], c->errstr);
 	redisFree(c);
 	return reply;
 }
