@@ -182,11 +182,11 @@ void http_add_header(struct request *r, const char *name, const char *value)
 	/* "Name: value\r\n" and the NUL, or nothing at all. */
 	if (name_len + value_len + 5 > sizeof(resp->headers) - resp->headers_len)
 		return;
-	memcpy(at, name, name_len);
-	memcpy(at + name_len, ": ", 2);
-	memcpy(at + name_len + 2, value, value_len);
-	memcpy(at + name_len + 2 + value_len, "\r\n", 3);
-	resp->headers_len += name_len + value_len + 4;
+	at = stpcpy(at, name);
+	at = stpcpy(at, ": ");
+	at = stpcpy(at, value);
+	at = stpcpy(at, "\r\n");
+	resp->headers_len = (size_t)(at - resp->headers);
 }
 
 void http_reply_json(struct request *r, int status, const char *fmt, ...)
