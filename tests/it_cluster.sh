@@ -14,18 +14,32 @@ KEY=cluster-key-$RANDOM
 PW=cluster-pw-$RANDOM
 [ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
-PORTS=()
-for n in 1 2 3; do
-  port=$(free_port)
-  dir=$TMP/redis-$n
+# A cluster node also listens on its port + 10000 (the cluster bus): both
+# must be free, so a node that could not bind is started again on new ports.
+port_is_free() { ! ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null | grep -q .; }
+start_node() { # N: prints the port it listens on
+  local n=$1 dir=$TMP/redis-$1 port attempt
   mkdir -p "$dir"
   cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
-  redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
-    --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
-    --requirepass "$PW" --masterauth "$PW" >/dev/null || exit 1
-  wait_until 5 redis_ping "$port" || { echo "redis $n did not start"; exit 1; }
-  cat "$dir/redis.pid" >>"$TMP/pids"
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    [ "$port" -lt 55000 ] && port_is_free $((port + 10000)) || continue
+    redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
+      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
+      --requirepass "$PW" --masterauth "$PW" >/dev/null || continue
+    if wait_until 5 redis_ping "$port"; then
+      cat "$dir/redis.pid" >>"$TMP/pids"
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "redis $n did not start; $(tail -n 2 "$dir/redis.log" 2>/dev/null)" >&2
+  return 1
+}
+PORTS=()
+for n in 1 2 3; do
+  port=$(start_node "$n") || exit 1
   PORTS+=("$port")
 done
 rcli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
