@@ -124,8 +124,7 @@ check_true "the workers were redirected (abacus_redis_redirects_total > 0)" test
 check_match "the workers logged the move" '"event":"redis_moved"' "$(cat "$STACK"/frontend-*/error.log)"
 post "$P1" "$KEY" after-move 1
 check "after the move: POST 200" 200 "$STATUS"
-gap=$(awk -F, '$4 == 200 { print $1 }' "$TMP/reshard.csv" | sort -n |
-  awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }')
+gap=$(longest_gap "$TMP/reshard.csv")
 echo "measured: redirects followed: $redirects; retries during the migration: $(sed -n 's/.*retries: \([0-9]*\).*/\1/p' "$TMP/reshard.out");" \
   "longest time without a successful write: $gap s"
 

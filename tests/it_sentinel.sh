@@ -107,12 +107,6 @@ check "and on the replica (WAIT confirmed it)" 5 "$(rcli "$PORT_B" get '{abacus}
 check_match "/metrics has the replication shortfall counter" \
   'abacus_redis_replication_shortfalls_total 0' "$(curl -s "$A/metrics")"
 
-# window CSV: the longest time without a successful attempt, in seconds.
-window() {
-  awk -F, '$4 == 200 { print $1 }' "$1" | sort -n |
-    awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }'
-}
-
 # failover STACK_LABEL REQUESTS: kills the master under load, restarts it once
 # the sentinels have promoted the replica (it comes back as a replica, as an
 # operator's restart would), waits for the load.  Sets OLD, NEW, OUT, CSV.
@@ -143,7 +137,7 @@ check "MIN_REPLICAS=1: the load finished (exit 0)" 0 "$LOAD_RC"
 check_match "MIN_REPLICAS=1: every request succeeded in the end" "succeeded: $N  failed: 0" "$(cat "$OUT")"
 check_match "MIN_REPLICAS=1: the final sum is exactly the acknowledged deltas" 'verify: ok' "$(cat "$OUT")"
 check_match "MIN_REPLICAS=1: failures were retried with the same key" 'retries: [1-9]' "$(cat "$OUT")"
-gap1=$(window "$CSV")
+gap1=$(longest_gap "$CSV")
 echo "measured: MIN_REPLICAS=1: longest time without a successful write: ${gap1} s"
 old_is_replica() { rcli "$PORT_A" role | head -n 1 | grep -qx slave; }
 check_true "the old master came back as a replica" wait_until 20 old_is_replica
@@ -165,7 +159,7 @@ B=http://127.0.0.1:$P2
 failover wait0 "$N"
 check "MIN_REPLICAS=0: the sentinels promoted A again" "$PORT_A" "$NEW"
 check_match "MIN_REPLICAS=0: every request succeeded in the end" "succeeded: $N  failed: 0" "$(cat "$OUT")"
-gap0=$(window "$CSV")
+gap0=$(longest_gap "$CSV")
 # Every delta is 1: the sum moved by the additions that survived.
 moved=$(sed -n 's/^verify: .*(\(-\{0,1\}[0-9]*\) -> \(-\{0,1\}[0-9]*\)).*/\2 - \1/p' "$OUT" | head -n 1)
 if [ -z "$moved" ]; then

@@ -199,6 +199,13 @@ post() {
     -H 'Content-Type: application/json' --data-binary "{\"number\": $4}"
 }
 
+# longest_gap CSV: the longest time, in seconds, between two successful (200)
+# attempts in an abacus-load --out-csv file.
+longest_gap() {
+  awk -F, '$4 == 200 { print $1 }' "$1" | sort -n |
+    awk 'NR > 1 && $1 - last > gap { gap = $1 - last } { last = $1 } END { printf "%.2f\n", gap }'
+}
+
 # evalsha_calls PORT: top-level EVALSHA calls Redis has counted.
 evalsha_calls() {
   redis-cli -p "$1" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
