@@ -15,6 +15,7 @@
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
+#define BACKOFF_MAX_SENTINEL_MS 250
 #define KEY_MAX 512
 
 /*
@@ -298,6 +299,24 @@ static void log_redis_node(const char *event, const struct redis_node *node, con
 	}
 }
 
+/*
+ * The longest pause between two connection attempts.  Behind sentinels a
+ * lost master is usually replaced within a second or two, and the sentinels
+ * say when: asking them four times a second ends the outage sooner.
+ */
+static int max_backoff(const struct redis_target *t)
+{
+	return t->mode == REDIS_MODE_SENTINEL ? BACKOFF_MAX_SENTINEL_MS : BACKOFF_MAX_MS;
+}
+
+/* 0, then BACKOFF_MIN_MS doubling up to cap. */
+static int next_backoff(int backoff_ms, int cap)
+{
+	if (backoff_ms == 0)
+		return BACKOFF_MIN_MS;
+	return backoff_ms * 2 > cap ? cap : backoff_ms * 2;
+}
+
 /* Drops a broken connection and schedules the next attempt. */
 static void disconnect(struct store *store, const char *why)
 {
@@ -308,10 +327,15 @@ static void disconnect(struct store *store, const char *why)
 	}
 	/* A cluster node that failed may no longer hold the slot: ask the seeds again. */
 	store->node_known = false;
+	/*
+	 * The sentinel that named this server may be behind the others (it has
+	 * not seen the failover yet, or is in TILT): the next attempt starts with
+	 * the next one, so one stale sentinel cannot keep every attempt failing.
+	 */
+	if (store->opt.target.mode == REDIS_MODE_SENTINEL && store->opt.target.node_count > 0)
+		store->sentinel_first = (store->sentinel_first + 1) % store->opt.target.node_count;
 	store->next_attempt_ms = now_ms() + (uint64_t)store->backoff_ms;
-	store->backoff_ms = store->backoff_ms == 0 ? BACKOFF_MIN_MS
-	                  : store->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-	                  : store->backoff_ms * 2;
+	store->backoff_ms = next_backoff(store->backoff_ms, max_backoff(&store->opt.target));
 }
 
 /* Leaves a healthy server that is the wrong one (redirected): reconnect at once. */
