@@ -17,6 +17,7 @@ LOAD=$ROOT/tools/abacus-load
 KEY=sentinel-key-$RANDOM
 MPW=master-pw-$RANDOM     # the data servers' password
 SPW=sentinel-pw-$RANDOM   # the sentinels' password
+CPW=client-pw-$RANDOM     # an ACL user on the sentinels with just what a worker needs
 N=${LOAD_REQUESTS:-6000}   # LOAD_REQUESTS, LOAD_RATE, LOAD_CONCURRENCY: for measuring
 [ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
@@ -55,6 +56,7 @@ pidfile $dir/sentinel.pid
 logfile $dir/sentinel.log
 dir $dir
 requirepass $SPW
+user abacus-client on >$CPW +sentinel|get-master-addr-by-name
 sentinel sentinel-pass $SPW
 sentinel monitor abacus 127.0.0.1 $monitored 2
 sentinel auth-pass abacus $MPW
@@ -119,16 +121,28 @@ check_match "wrong sentinel password: the log names the sentinel auth failure" \
   '"operation":"auth".*(WRONGPASS|invalid)' "$(cat "$STACK"/frontend-*/error.log)"
 stop_stack
 
-# ---- a sentinel that is behind (it names a server that is gone) is passed over ----
-# It watches a port where nothing listens, with a quorum it cannot reach alone,
-# and is listed first: the worker must not keep trusting it.
+# ---- an ACL user on the sentinels; a sentinel that is behind is passed over ----
+# The user may run SENTINEL get-master-addr-by-name and nothing else.  The
+# stale sentinel watches a port where nothing listens, with a quorum it cannot
+# reach alone, and is listed first: the worker must not keep trusting it.
 start_sentinel "$(free_port)" || { echo "sentinel did not start"; exit 1; }
-WORKERS=1 start_stack stale ABACUS_API_KEYS="$KEY" REDIS_URL="redis://:$MPW@master/0" \
-  REDIS_SENTINELS="127.0.0.1:$SENTINEL_PORT,$SENTINELS" ABACUS_REDIS_SENTINEL_PASSWORD="$SPW" || exit 1
+WORKERS=1 start_stack acl ABACUS_API_KEYS="$KEY" REDIS_URL="redis://:$MPW@master/0" \
+  REDIS_SENTINELS="127.0.0.1:$SENTINEL_PORT,$SENTINELS" \
+  ABACUS_REDIS_SENTINEL_USERNAME=abacus-client ABACUS_REDIS_SENTINEL_PASSWORD="$CPW" || exit 1
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P1/readyz")" = 200 ]; }
-check_true "a stale sentinel listed first: the worker asks the next one and is ready" wait_until 5 ready
+check_true "sentinel ACL user, a stale sentinel listed first: the worker asks the next one and is ready" wait_until 5 ready
 post "$P1" "$KEY" stale-sentinel 0
-check "a stale sentinel listed first: POST 200" 200 "$STATUS"
+check "sentinel ACL user, a stale sentinel listed first: POST 200" 200 "$STATUS"
+check_match "the stale sentinel was asked and its master refused" '"operation":"connect"' \
+  "$(cat "$STACK"/frontend-*/error.log)"
+stop_stack
+WORKERS=1 start_stack acl-wrong ABACUS_API_KEYS="$KEY" REDIS_URL="redis://:$MPW@master/0" \
+  REDIS_SENTINELS="$SENTINELS" ABACUS_REDIS_SENTINEL_USERNAME=abacus-client \
+  ABACUS_REDIS_SENTINEL_PASSWORD="$SPW" || exit 1
+req GET "http://127.0.0.1:$P1/readyz"
+check "sentinel ACL user with the wrong password: /readyz 503" 503 "$STATUS"
+check_match "sentinel ACL user with the wrong password: the log says so" '"operation":"auth".*WRONGPASS' \
+  "$(cat "$STACK"/frontend-*/error.log)"
 stop_stack
 
 # ---- the right settings: the front ends write to the master ----
