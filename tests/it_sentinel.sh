@@ -100,13 +100,17 @@ settled() {
 }
 # Master switches the first sentinel has made or seen so far.
 switches() { grep -c '+switch-master' "$TMP/sentinel-${SENTINEL_PORTS[0]}/sentinel.log"; }
-# What the sentinels did, for the output of a failed run.
+# What the sentinels did, for the output of a failed run (kept short: the
+# runner shows the last lines of a failed suite): the first sentinel's view of
+# the failovers, and from each one its master switches and TILT periods.
 sentinel_events() {
   local p
-  for p in "${SENTINEL_PORTS[@]}"; do
+  echo "  sentinel ${SENTINEL_PORTS[0]}:"
+  grep -E '[+-](sdown master|odown|elected-leader|failover-end|failover-abort|switch-master|tilt)' \
+    "$TMP/sentinel-${SENTINEL_PORTS[0]}/sentinel.log" | head -n 16 | sed 's/^/    /'
+  for p in "${SENTINEL_PORTS[@]:1}"; do
     echo "  sentinel $p:"
-    grep -E '[+-](sdown master|odown|try-failover|elected-leader|failover-end|failover-abort|switch-master|tilt)' \
-      "$TMP/sentinel-$p/sentinel.log" | head -n 30 | sed 's/^/    /'
+    grep -E '[+-](switch-master|tilt)' "$TMP/sentinel-$p/sentinel.log" | head -n 4 | sed 's/^/    /'
   done
 }
 sentinels_agree() { [ "$(scli sentinel master abacus | sed -n '/^num-other-sentinels$/{n;p}')" = 2 ] &&
@@ -190,6 +194,7 @@ failover() {
   old_dir=$TMP/redis-$(name_of "$OLD")
   pid=$(cat "$old_dir/redis.pid")
   kill -KILL "$pid"
+  echo "  $label: master $OLD killed at $(date +%T.%3N)"   # to read against the sentinels' events
   promoted() {
     local m; m=$(master_port)
     [ -n "$m" ] && [ "$m" != "$OLD" ] && [ "$(role_of "$m")" = master ]

@@ -49,7 +49,7 @@ for suite in $suites; do
     total_fail=$((total_fail + 1))
   fi
   if [ "$rc" -ne 0 ]; then
-    grep -v "^$line\$" "$out/$i.log" | tail -n 40 | sed 's/^/    /'
+    grep -v "^$line\$" "$out/$i.log" | tail -n 60 | sed 's/^/    /'
     bad=1
   fi
   i=$((i + 1))
