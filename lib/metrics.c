@@ -410,6 +410,13 @@ static void family(const char *name, const char *type, const char *help)
 	emit("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family of one unlabelled series. */
+static void emit_counter(const char *name, const char *help, enum metrics_counter c)
+{
+	family(name, "counter", help);
+	emit("%s %llu\n", name, (unsigned long long)load(&seg->counters[c]));
+}
+
 /* One histogram series; labels is `a="x",b="y"`.  Skipped when empty. */
 static void emit_histogram(const char *name, const char *labels, struct histogram *h)
 {
@@ -482,17 +489,14 @@ static void render_redis(void)
 		snprintf(labels, sizeof(labels), "operation=\"%s\"", op_names[o]);
 		emit_histogram("abacus_redis_operation_duration_seconds", labels, &seg->redis_duration[o]);
 	}
-	family("abacus_redis_reconnects_total", "counter", "Reconnections to Redis after a lost connection.");
-	emit("abacus_redis_reconnects_total %llu\n",
-	     (unsigned long long)load(&seg->counters[METRICS_REDIS_RECONNECTS]));
-	family("abacus_redis_redirects_total", "counter",
-	       "Commands redirected to another Redis: Cluster MOVED/ASK, or a master that is no longer one.");
-	emit("abacus_redis_redirects_total %llu\n",
-	     (unsigned long long)load(&seg->counters[METRICS_REDIS_REDIRECTS]));
-	family("abacus_redis_replication_shortfalls_total", "counter",
-	       "Writes answered 503 because WAIT saw fewer than ABACUS_REDIS_MIN_REPLICAS replicas.");
-	emit("abacus_redis_replication_shortfalls_total %llu\n",
-	     (unsigned long long)load(&seg->counters[METRICS_REPLICATION_SHORTFALLS]));
+	emit_counter("abacus_redis_reconnects_total", "Reconnections to Redis after a lost connection.",
+	             METRICS_REDIS_RECONNECTS);
+	emit_counter("abacus_redis_redirects_total",
+	             "Commands redirected to another Redis: Cluster MOVED/ASK, or a master that is no longer one.",
+	             METRICS_REDIS_REDIRECTS);
+	emit_counter("abacus_redis_replication_shortfalls_total",
+	             "Writes answered 503 because WAIT saw fewer than ABACUS_REDIS_MIN_REPLICAS replicas.",
+	             METRICS_REPLICATION_SHORTFALLS);
 }
 
 static void render_counters(void)
@@ -501,15 +505,12 @@ static void render_counters(void)
 	for (int a = 0; a < METRICS_AUTH_COUNT; a++)
 		emit("abacus_auth_failures_total{reason=\"%s\"} %llu\n", auth_names[a],
 		     (unsigned long long)load(&seg->auth_failures[a]));
-	family("abacus_rate_limited_total", "counter", "Requests refused by the rate limiter (429).");
-	emit("abacus_rate_limited_total %llu\n", (unsigned long long)load(&seg->counters[METRICS_RATE_LIMITED]));
-	family("abacus_idempotent_replays_total", "counter", "Additions answered from an earlier identical request.");
-	emit("abacus_idempotent_replays_total %llu\n",
-	     (unsigned long long)load(&seg->counters[METRICS_IDEMPOTENT_REPLAYS]));
-	family("abacus_idempotency_conflicts_total", "counter",
-	       "Idempotency keys reused with another number (422).");
-	emit("abacus_idempotency_conflicts_total %llu\n",
-	     (unsigned long long)load(&seg->counters[METRICS_IDEMPOTENCY_CONFLICTS]));
+	emit_counter("abacus_rate_limited_total", "Requests refused by the rate limiter (429).",
+	             METRICS_RATE_LIMITED);
+	emit_counter("abacus_idempotent_replays_total", "Additions answered from an earlier identical request.",
+	             METRICS_IDEMPOTENT_REPLAYS);
+	emit_counter("abacus_idempotency_conflicts_total", "Idempotency keys reused with another number (422).",
+	             METRICS_IDEMPOTENCY_CONFLICTS);
 	family("abacus_workers", "gauge", "Workers of this front end alive now.");
 	emit("abacus_workers %u\n", metrics_workers_alive());
 	family("abacus_build_info", "gauge", "Always 1; the version label says which build answers.");

@@ -882,6 +882,7 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 	for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
 		bool was_open = store->ctx != NULL;
 		struct redis_node node;
+		enum topology_error kind;
 		redisReply *reply;
 		uint64_t started;
 
@@ -914,7 +915,11 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 			return reply;
 
 		memset(&node, 0, sizeof(node));
-		switch (topology_classify(reply->str, &node)) {
+		kind = topology_classify(reply->str, &node);
+		/* A redirect may name no host (":port"): the one we are talking to. */
+		if (node.host[0] == '\0')
+			snprintf(node.host, sizeof(node.host), "%s", store->node.host);
+		switch (kind) {
 		case TOPOLOGY_ERR_NOSCRIPT:
 			if (reloaded)
 				return reply;
@@ -926,8 +931,6 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 		case TOPOLOGY_ERR_MOVED:
 			if (store->opt.target.mode != REDIS_MODE_CLUSTER)
 				return reply;
-			if (node.host[0] == '\0')
-				snprintf(node.host, sizeof(node.host), "%s", store->node.host);
 			log_redis_node("redis_moved", &node, reply->str);
 			freeReplyObject(reply);
 			leave_server(store);
@@ -940,8 +943,6 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 		case TOPOLOGY_ERR_ASK:
 			if (store->opt.target.mode != REDIS_MODE_CLUSTER)
 				return reply;
-			if (node.host[0] == '\0')
-				snprintf(node.host, sizeof(node.host), "%s", store->node.host);
 			freeReplyObject(reply);
 			reply = run_script_asking(store, &node, call, deadline);
 			if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
