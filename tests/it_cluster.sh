@@ -9,10 +9,9 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init cluster
-LOAD=$ROOT/tools/abacus-load
+use_load_tool
 KEY=cluster-key-$RANDOM
 PW=cluster-pw-$RANDOM
-[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
 # A cluster node also listens on its port + 10000 (the cluster bus): both
 # must be free, so a node that could not bind is started again on new ports.

@@ -7,9 +7,8 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init faults
-LOAD=$ROOT/tools/abacus-load
+use_load_tool
 KEY=faults-key-$RANDOM
-[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
 WORKERS=3 start_stack main ABACUS_API_KEYS="$KEY" ABACUS_RATE_LIMIT_REQUESTS=1000000 \
   ABACUS_REDIS_TIMEOUT_MS=500 || exit 1

@@ -6,9 +6,8 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init load
-LOAD=$ROOT/tools/abacus-load
+use_load_tool
 KEY=load-key-$RANDOM
-[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
 WORKERS=3 start_stack main ABACUS_API_KEYS="$KEY" ABACUS_RATE_LIMIT_REQUESTS=1000000 || exit 1
 A=http://127.0.0.1:$P1

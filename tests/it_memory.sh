@@ -4,10 +4,10 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init memory
-LOAD=$ROOT/tools/abacus-load
+use_load_tool
 KEY=memory-key-$RANDOM
 REL=$ROOT/build/release/abacus.fcgi
-[ -x "$LOAD" ] && [ -x "$REL" ] || make -s -C "$ROOT" all >/dev/null
+[ -x "$REL" ] || make -s -C "$ROOT" all >/dev/null
 command -v valgrind >/dev/null || { echo "valgrind missing"; exit 1; }
 
 # ---- valgrind ----

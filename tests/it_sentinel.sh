@@ -13,13 +13,12 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init sentinel
-LOAD=$ROOT/tools/abacus-load
+use_load_tool
 KEY=sentinel-key-$RANDOM
 MPW=master-pw-$RANDOM     # the data servers' password
 SPW=sentinel-pw-$RANDOM   # the sentinels' password
 CPW=client-pw-$RANDOM     # an ACL user on the sentinels with just what a worker needs
 N=${LOAD_REQUESTS:-6000}   # LOAD_REQUESTS, LOAD_RATE, LOAD_CONCURRENCY: for measuring
-[ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
 
 # ---- the Redis side ----
 # Sentinels send CONFIG REWRITE: each server gets its own copy of conf/redis.conf.

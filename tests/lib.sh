@@ -199,6 +199,12 @@ post() {
     -H 'Content-Type: application/json' --data-binary "{\"number\": $4}"
 }
 
+# use_load_tool: sets LOAD to tools/abacus-load, building it if needed.
+use_load_tool() {
+  LOAD=$ROOT/tools/abacus-load
+  [ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
+}
+
 # longest_gap CSV: the longest time, in seconds, between two successful (200)
 # attempts in an abacus-load --out-csv file.
 longest_gap() {
