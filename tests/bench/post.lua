@@ -1,12 +1,31 @@
 -- wrk script: POST /abacus/number with a fresh Idempotency-Key per request.
 -- Usage: wrk -s tests/bench/post.lua http://127.0.0.1:8001 -- <api-key>
+--
+-- The key is "<time>-<pid>-<thread>-<counter>": unique across the wrk processes
+-- of one run (one per front end) and across the threads of one process.  A key
+-- shared by two processes would turn half the POSTs into replays, which write
+-- nothing and are cheaper.
 local counter = 0
 local key = "local-dev-key"
 local prefix
+local threads = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+
+local function pid()
+  local f = io.open("/proc/self/stat")
+  if not f then return math.random(1, 1e9) end
+  local n = f:read("*n")
+  f:close()
+  return n
+end
 
 function init(args)
   if args[1] then key = args[1] end
-  prefix = string.format("%d-%d-", os.time(), math.random(1, 1e9))
+  prefix = string.format("%d-%d-%d-", os.time(), pid(), thread_number or 0)
 end
 
 function request()
