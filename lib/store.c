@@ -31,42 +31,61 @@
  * than the limit in any window-long interval, whatever the alignment, which a
  * fixed window (up to twice the limit across an edge) and GCRA (a full burst
  * plus the steady rate) cannot promise.  A refused request writes nothing.
- * The limiter's writes are not propagated (redis.set_repl(REPL_NONE)): they
- * never reach the AOF or replicas, so a GET costs no fsync, and a Redis
- * restart or failover gives every caller a fresh budget.
- * Returns: admitted, remaining, microseconds until the budget is full again,
- * microseconds until one request is admitted.
+ *
+ * Every redis.call costs 5,000-7,000 instructions of Redis CPU whatever it
+ * does (callgrind), so the limiter makes as few as it can, and numbers are
+ * formatted with %d (an integer conversion in Lua 5.1; %.0f and concatenating
+ * a number go through the floating-point printf, which cost a GET's script 10 %
+ * of its instructions).  `budget` counts with ZCOUNT (older
+ * entries are not in the count, so they need not be removed first), and
+ * `admit` records the request after the operation's own writes, behind one
+ * redis.set_repl(REPL_NONE): the limiter's writes never reach the AOF or
+ * replicas (a GET costs no fsync; a restart or failover gives every caller a
+ * fresh budget).  Entries older than the window are removed by every
+ * sixteenth request or so (Redis's microseconds decide), and the whole set
+ * expires a window after the last admission.
  * ---------------------------------------------------------------------------
  */
 #define SCRIPT_PRELUDE \
 	"#!lua\n" \
-	"local function limit(key, max, window_us)\n" \
-	"  if max <= 0 then return true, -1, 0, 0 end\n" \
+	"local function budget(key, max, window_us)\n" \
+	"  if max <= 0 then return nil, 0 end\n" \
 	"  local t = redis.call('TIME')\n" \
 	"  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+	"  return now, redis.call('ZCOUNT', key, string.format('(%d', now - window_us), '+inf')\n" \
+	"end\n" \
+	"local function refused(key, now, window_us)\n" \
+	"  local oldest = redis.call('ZRANGEBYSCORE', key, string.format('(%d', now - window_us), '+inf', 'WITHSCORES', 'LIMIT', '0', '1')\n" \
+	"  local newest = redis.call('ZRANGE', key, '-1', '-1', 'WITHSCORES')\n" \
+	"  return {'limited', '', 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now}\n" \
+	"end\n" \
+	"local function admit(key, now, count, window_us, reply)\n" \
+	"  if not now then reply[3], reply[4] = -1, 0 return reply end\n" \
 	"  redis.set_repl(redis.REPL_NONE)\n" \
-	"  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window_us))\n" \
-	"  local count = redis.call('ZCARD', key)\n" \
-	"  if count >= max then\n" \
-	"    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n" \
-	"    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')\n" \
-	"    redis.set_repl(redis.REPL_ALL)\n" \
-	"    return false, 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now\n" \
+	"  if now % 16 == 0 then\n" \
+	"    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window_us))\n" \
 	"  end\n" \
-	"  local stamp = string.format('%.0f', now)\n" \
-	"  redis.call('ZADD', key, stamp, stamp .. ':' .. count)\n" \
-	"  redis.call('PEXPIRE', key, math.ceil(window_us / 1000))\n" \
-	"  redis.set_repl(redis.REPL_ALL)\n" \
-	"  return true, max - count - 1, window_us, 0\n" \
+	"  redis.call('ZADD', key, string.format('%d', now), string.format('%d:%d', now, count))\n" \
+	"  redis.call('PEXPIRE', key, string.format('%d', math.ceil(window_us / 1000)))\n" \
+	"  reply[4] = window_us\n" \
+	"  return reply\n" \
 	"end\n"
+
+/*
+ * Each script: budget, then (unless refused) the operation, whose reply is
+ * {status, value, remaining, reset, retry}; admit fills in reset (and
+ * remaining = max - count - 1 is set by the script, which knows max).
+ */
 
 /* KEYS: sum, rl.  ARGV: limit, window_us. */
 static const char script_get[] = SCRIPT_PRELUDE
-	"local ok, left, reset, retry = limit(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
-	"if not ok then return {'limited', '', left, reset, retry} end\n"
+	"local max, window_us = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	"local now, count = budget(KEYS[2], max, window_us)\n"
+	"if now and count >= max then return refused(KEYS[2], now, window_us) end\n"
+	"local left = max - count - 1\n"
 	"local v = redis.pcall('GET', KEYS[1])\n"
-	"if type(v) == 'table' then return {'notint', '', left, reset, 0} end\n"
-	"return {'ok', v or '0', left, reset, 0}\n";
+	"if type(v) == 'table' then return admit(KEYS[2], now, count, window_us, {'notint', '', left, 0, 0}) end\n"
+	"return admit(KEYS[2], now, count, window_us, {'ok', v or '0', left, 0, 0})\n";
 
 /*
  * KEYS: sum, idem, rl.  ARGV: delta, ttl, limit, window_us, use_idem, waits.
@@ -74,40 +93,52 @@ static const char script_get[] = SCRIPT_PRELUDE
  * caller WAITs for replicas (waits = 1), a replay rewrites the record
  * unchanged: WAIT only covers this connection's own writes, and the rewrite,
  * replicated after the original, makes WAIT confirm the original too.
+ * INCRBY's reply reaches Lua as a double: exact below 2^53 in magnitude,
+ * beyond that the sum is read back as a string.
  */
 static const char script_add[] = SCRIPT_PRELUDE
-	"local ok, left, reset, retry = limit(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))\n"
-	"if not ok then return {'limited', '', left, reset, retry} end\n"
-	"local use_idem = ARGV[5] == '1'\n"
-	"if use_idem then\n"
-	"  local rec = redis.call('GET', KEYS[2])\n"
-	"  if rec then\n"
-	"    local sp = string.find(rec, ' ', 1, true)\n"
-	"    if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
-	"      if ARGV[6] == '1' then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"      return {'replay', string.sub(rec, sp + 1), left, reset, 0}\n"
+	"local max, window_us = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local now, count = budget(KEYS[3], max, window_us)\n"
+	"if now and count >= max then return refused(KEYS[3], now, window_us) end\n"
+	"local left = max - count - 1\n"
+	"local function add()\n"
+	"  local use_idem = ARGV[5] == '1'\n"
+	"  if use_idem then\n"
+	"    local rec = redis.call('GET', KEYS[2])\n"
+	"    if rec then\n"
+	"      local sp = string.find(rec, ' ', 1, true)\n"
+	"      if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
+	"        if ARGV[6] == '1' then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
+	"        return {'replay', string.sub(rec, sp + 1), left, 0, 0}\n"
+	"      end\n"
+	"      return {'conflict', '', left, 0, 0}\n"
 	"    end\n"
-	"    return {'conflict', '', left, reset, 0}\n"
 	"  end\n"
-	"end\n"
-	"local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
-	"if type(r) == 'table' and r.err then\n"
-	"  if string.find(r.err, 'overflow', 1, true) then return {'overflow', '', left, reset, 0} end\n"
-	"  if string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then\n"
-	"    return {'notint', '', left, reset, 0}\n"
+	"  local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
+	"  if type(r) == 'table' and r.err then\n"
+	"    if string.find(r.err, 'overflow', 1, true) then return {'overflow', '', left, 0, 0} end\n"
+	"    if string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then\n"
+	"      return {'notint', '', left, 0, 0}\n"
+	"    end\n"
+	"    return r\n"
 	"  end\n"
-	"  return r\n"
+	"  local s\n"
+	"  if r > -9007199254740992 and r < 9007199254740992 then s = string.format('%d', r)\n"
+	"  else s = redis.call('GET', KEYS[1]) end\n"
+	"  if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', ARGV[2]) end\n"
+	"  return {'ok', s, left, 0, 0}\n"
 	"end\n"
-	"local s = redis.call('GET', KEYS[1])\n"
-	"if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', ARGV[2]) end\n"
-	"return {'ok', s, left, reset, 0}\n";
+	"local reply = add()\n"
+	"if reply.err then return reply end\n"
+	"return admit(KEYS[3], now, count, window_us, reply)\n";
 
 /* KEYS: sum, rl.  ARGV: value, limit, window_us. */
 static const char script_set[] = SCRIPT_PRELUDE
-	"local ok, left, reset, retry = limit(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
-	"if not ok then return {'limited', '', left, reset, retry} end\n"
+	"local max, window_us = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local now, count = budget(KEYS[2], max, window_us)\n"
+	"if now and count >= max then return refused(KEYS[2], now, window_us) end\n"
 	"redis.call('SET', KEYS[1], ARGV[1])\n"
-	"return {'ok', ARGV[1], left, reset, 0}\n";
+	"return admit(KEYS[2], now, count, window_us, {'ok', ARGV[1], max - count - 1, 0, 0})\n";
 
 enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
 

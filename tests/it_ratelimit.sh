@@ -95,6 +95,28 @@ check "no 1.95-second interval of a 6-second hammering has more than 5 successes
 check_true "the budget keeps coming back (at least 10 successes in 6 s)" test "$(wc -l <"$TMP/hammer.txt")" -ge 10
 stop_stack
 
+# ---- the limiter's own records: old entries trimmed, the set expires when idle ----
+start_stack trim ABACUS_API_KEYS="$K1" ABACUS_RATE_LIMIT_REQUESTS=100000 ABACUS_RATE_LIMIT_WINDOW_SECONDS=1 || exit 1
+RL='{abacus}:rl:k:'"$(printf '%s' "$K1" | sha256sum | cut -c1-8)"
+python3 - "$P1" "$K1" <<'PY'
+import http.client, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+start = time.monotonic()
+for i in range(400):                      # ~2.5 s: 2.5 windows of admissions
+    c.request("GET", "/abacus/sum", headers={"X-API-Key": sys.argv[2]})
+    c.getresponse().read()
+    time.sleep(max(0.0, start + (i + 1) * 0.00625 - time.monotonic()))
+PY
+size=$(redis-cli -p "$RPORT" zcard "$RL")
+# About 160 admissions lie in the last second; entries older than that are
+# removed by every sixteenth admission or so (P(more than 150 stale) < 1e-4).
+check_true "the limiter's set keeps about one window of entries ($size of 400)" test "$size" -le 310
+ttl=$(redis-cli -p "$RPORT" pttl "$RL")
+check_true "the limiter's set expires a window after the last admission (pttl $ttl ms)" test "$ttl" -gt 0 -a "$ttl" -le 1000
+sleep 1.2
+check "an idle caller's set is gone after the window" 0 "$(redis-cli -p "$RPORT" exists "$RL")"
+stop_stack
+
 # ---- auth off: per client address; X-Forwarded-For only from trusted proxies ----
 start_stack open ABACUS_AUTH_ENABLED=false ABACUS_RATE_LIMIT_REQUESTS=3 || exit 1
 ok=0
