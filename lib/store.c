@@ -93,8 +93,8 @@ static const char script_get[] = SCRIPT_PRELUDE
  * caller WAITs for replicas (waits = 1), a replay rewrites the record
  * unchanged: WAIT only covers this connection's own writes, and the rewrite,
  * replicated after the original, makes WAIT confirm the original too.
- * INCRBY's reply reaches Lua as a double: exact below 2^53 in magnitude,
- * beyond that the sum is read back as a string.
+ * INCRBY's reply reaches Lua as a double, exact only below 2^53: the sum is
+ * read back as a string and never passes through a Lua number (SPEC 3).
  */
 static const char script_add[] = SCRIPT_PRELUDE
 	"local max, window_us = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
@@ -122,9 +122,7 @@ static const char script_add[] = SCRIPT_PRELUDE
 	"    end\n"
 	"    return r\n"
 	"  end\n"
-	"  local s\n"
-	"  if r > -9007199254740992 and r < 9007199254740992 then s = string.format('%d', r)\n"
-	"  else s = redis.call('GET', KEYS[1]) end\n"
+	"  local s = redis.call('GET', KEYS[1])\n"
 	"  if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', ARGV[2]) end\n"
 	"  return {'ok', s, left, 0, 0}\n"
 	"end\n"

@@ -132,7 +132,7 @@ static const struct { int64_t start; int64_t delta; enum store_status want; int6
 	{ INT64_MIN, -1, STORE_OVERFLOW, INT64_MIN },
 	{ INT64_MIN, INT64_MIN, STORE_OVERFLOW, INT64_MIN },
 	{ INT64_MIN, INT64_MAX, STORE_OK, -1 },
-	/* INCRBY's reply is a double in Lua: exact below 2^53, read back from there on. */
+	/* Around 2^53, where a Lua number (a double) would stop being exact. */
 	{ 9007199254740990LL, 1, STORE_OK, 9007199254740991LL },
 	{ 9007199254740991LL, 1, STORE_OK, 9007199254740992LL },
 	{ -9007199254740990LL, -1, STORE_OK, -9007199254740991LL },
