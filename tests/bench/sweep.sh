@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The sweep behind the default ABACUS_WORKERS and the plot: requests/s and p99
 # per workers per front end x total connections, two front ends, release build,
-# Redis as deployed, for abacus POST and GET and the one-round-trip ceiling
-# (tests/bench/hello.c + one EVALSHA).  One DURATION (5s) wrk run per cell;
+# Redis as deployed, for abacus POST and GET and the one-round-trip ceilings
+# (tests/bench/hello.c + one EVALSHA of `return 1`, GET requests; the same with a
+# script doing one INCR, POST requests: a POST's ceiling).  One DURATION (5s) wrk run per cell;
 # output to stdout and build/bench/sweep.txt, lines "what workers conns req/s p99_ms".
 set -u
 . "$(dirname "$0")/../lib.sh"
@@ -41,5 +42,9 @@ for w in ${SWEEP_WORKERS:-1 2 4 8 16}; do
   BIN=$ROOT/build/release/bench-hello WORKERS=$w start_stack "c$w" REDIS_URL="redis://127.0.0.1:$RP/0" \
     BENCH_EVALSHA=1 >/dev/null || exit 1
   for c in ${SWEEP_CONNS:-8 32 128}; do measure ceiling get.lua "$w" "$c"; done
+  stop_stack
+  BIN=$ROOT/build/release/bench-hello WORKERS=$w start_stack "d$w" REDIS_URL="redis://127.0.0.1:$RP/0" \
+    BENCH_EVALSHA=write >/dev/null || exit 1
+  for c in ${SWEEP_CONNS:-8 32 128}; do measure ceiling_write post.lua "$w" "$c"; done
   stop_stack
 done
