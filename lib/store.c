@@ -60,7 +60,7 @@
 	"  return {'limited', '', 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now}\n" \
 	"end\n" \
 	"local function admit(key, now, count, window_us, reply)\n" \
-	"  if not now then reply[3], reply[4] = -1, 0 return reply end\n" \
+	"  if not now then return reply end\n" \
 	"  redis.set_repl(redis.REPL_NONE)\n" \
 	"  if now % 16 == 0 then\n" \
 	"    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window_us))\n" \
@@ -73,8 +73,9 @@
 
 /*
  * Each script: budget, then (unless refused) the operation, whose reply is
- * {status, value, remaining, reset, retry}; admit fills in reset (and
- * remaining = max - count - 1 is set by the script, which knows max).
+ * {status, value, remaining, reset, retry}; admit records the request and
+ * fills in reset.  remaining = max - count - 1, which is -1 with the limiter
+ * off (max = 0, count = 0): that is how the worker knows it is off.
  */
 
 /* KEYS: sum, rl.  ARGV: limit, window_us. */

@@ -117,6 +117,17 @@ sleep 1.2
 check "an idle caller's set is gone after the window" 0 "$(redis-cli -p "$RPORT" exists "$RL")"
 stop_stack
 
+# ---- ABACUS_RATE_LIMIT_ENABLED=false: no limit, no headers, no records ----
+start_stack off ABACUS_API_KEYS="$K1" ABACUS_RATE_LIMIT_ENABLED=false ABACUS_RATE_LIMIT_REQUESTS=2 || exit 1
+ok=0
+for i in $(seq 1 5); do
+  post "$((i % 2 ? P1 : P2))" "$K1" "off-$i" 1
+  [ "$STATUS" = 200 ] && [ -z "$(header ratelimit)$(header ratelimit-policy)" ] && ok=$((ok + 1))
+done
+check "with the limiter off, 5 POSTs over a limit of 2 pass without RateLimit headers" 5 "$ok"
+check "with the limiter off, nothing is recorded for it" 0 "$(redis-cli -p "$RPORT" --scan --pattern '{abacus}:rl:*' | wc -l)"
+stop_stack
+
 # ---- auth off: per client address; X-Forwarded-For only from trusted proxies ----
 start_stack open ABACUS_AUTH_ENABLED=false ABACUS_RATE_LIMIT_REQUESTS=3 || exit 1
 ok=0
