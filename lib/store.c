@@ -17,6 +17,7 @@
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_MAX_SENTINEL_MS 250
 #define KEY_MAX 512
+#define SCRIPT_MAX 4096         /* a script's text: header and body (~2,000 bytes) */
 
 /*
  * ---------------------------------------------------------------------------
@@ -27,117 +28,140 @@
  * The limiter (SPEC 5) is a sliding-window log: a sorted set per caller of
  * the times (microseconds of Redis's clock, TIME, so front ends with skewed
  * clocks agree) of the requests admitted in the last window.  A request is
- * admitted while fewer than `max` lie in (now - window, now]: never more
+ * admitted while fewer than `MAX` lie in (now - window, now]: never more
  * than the limit in any window-long interval, whatever the alignment, which a
  * fixed window (up to twice the limit across an edge) and GCRA (a full burst
  * plus the steady rate) cannot promise.  A refused request writes nothing.
  *
  * Every redis.call costs 5,000-7,000 instructions of Redis CPU whatever it
- * does (callgrind), so the limiter makes as few as it can, and numbers are
- * formatted with %d (an integer conversion in Lua 5.1; %.0f and concatenating
- * a number go through the floating-point printf, which cost a GET's script 10 %
- * of its instructions).  `budget` counts with ZCOUNT (older
- * entries are not in the count, so they need not be removed first), and
- * `admit` records the request after the operation's own writes, behind one
- * redis.set_repl(REPL_NONE): the limiter's writes never reach the AOF or
- * replicas (a GET costs no fsync; a restart or failover gives every caller a
- * fresh budget).  Entries older than the window are removed by every
- * sixteenth request or so (Redis's microseconds decide), and the whole set
- * expires a window after the last admission.
+ * does (callgrind), and so does each conversion between numbers and strings
+ * in Lua (Lua 5.1 parses with strtod and formats with the C printf), so the
+ * scripts do as few of both as they can:
+ *  - the settings that never change (limit, window, TTL, WAIT or not) are
+ *    not arguments but constants of the script text (script_header), parsed
+ *    once when Redis compiles it; a change of configuration is a new script;
+ *  - `budget` counts with ZCOUNT (older entries are not in the count, so they
+ *    need not be removed first); `admit` records the request after the
+ *    operation's own writes, behind one redis.set_repl(REPL_NONE): the
+ *    limiter's writes never reach the AOF or replicas (a GET costs no fsync;
+ *    a restart or failover gives every caller a fresh budget);
+ *  - an entry is its time, formatted once (%d: an integer conversion; %.0f
+ *    and concatenating a number go through the floating-point printf).
+ *    Two admissions in the same microsecond (only a clock stepped back can do
+ *    that) would be one member: ZADD says so (0 added) and the second gets a
+ *    suffix, so every admission is counted.
+ * Entries older than the window are removed by every sixteenth request or so
+ * (Redis's microseconds decide), and the whole set expires a window after
+ * the last admission.
  * ---------------------------------------------------------------------------
  */
-#define SCRIPT_PRELUDE \
+
+/* The first lines of every script: its constants (store_new formats them). */
+#define SCRIPT_HEADER \
 	"#!lua\n" \
-	"local function budget(key, max, window_us)\n" \
-	"  if max <= 0 then return nil, 0 end\n" \
+	"local MAX, WINDOW_US, WINDOW_MS, TTL, WAITS = %ld, %lld, '%lld', '%ld', %s\n"
+
+/*
+ * The limiter's two halves, pasted into each script (a Lua function would be
+ * a new closure on every call: 3,500 instructions for the three).  BUDGET
+ * leaves `now` (nil with the limiter off) and `count`, or returns the refusal:
+ * {'limited', '', 0, reset, retry}.  ADMIT records the request and returns
+ * `reply`, with its reset filled in.
+ */
+#define LUA_BUDGET(rl) \
+	"local now, count = nil, 0\n" \
+	"if MAX > 0 then\n" \
 	"  local t = redis.call('TIME')\n" \
-	"  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
-	"  return now, redis.call('ZCOUNT', key, string.format('(%d', now - window_us), '+inf')\n" \
+	"  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+	"  local since = string.format('(%d', now - WINDOW_US)\n" \
+	"  count = redis.call('ZCOUNT', " rl ", since, '+inf')\n" \
+	"  if count >= MAX then\n" \
+	"    local oldest = redis.call('ZRANGEBYSCORE', " rl ", since, '+inf', 'WITHSCORES', 'LIMIT', '0', '1')\n" \
+	"    local newest = redis.call('ZRANGE', " rl ", '-1', '-1', 'WITHSCORES')\n" \
+	"    return {'limited', '', 0, tonumber(newest[2]) + WINDOW_US - now, tonumber(oldest[2]) + WINDOW_US - now}\n" \
+	"  end\n" \
 	"end\n" \
-	"local function refused(key, now, window_us)\n" \
-	"  local oldest = redis.call('ZRANGEBYSCORE', key, string.format('(%d', now - window_us), '+inf', 'WITHSCORES', 'LIMIT', '0', '1')\n" \
-	"  local newest = redis.call('ZRANGE', key, '-1', '-1', 'WITHSCORES')\n" \
-	"  return {'limited', '', 0, tonumber(newest[2]) + window_us - now, tonumber(oldest[2]) + window_us - now}\n" \
-	"end\n" \
-	"local function admit(key, now, count, window_us, reply)\n" \
-	"  if not now then return reply end\n" \
+	"local left = MAX - count - 1\n"
+
+#define LUA_ADMIT(rl) \
+	"if now then\n" \
 	"  redis.set_repl(redis.REPL_NONE)\n" \
 	"  if now % 16 == 0 then\n" \
-	"    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window_us))\n" \
+	"    redis.call('ZREMRANGEBYSCORE', " rl ", '-inf', string.format('%d', now - WINDOW_US))\n" \
 	"  end\n" \
-	"  redis.call('ZADD', key, string.format('%d', now), string.format('%d:%d', now, count))\n" \
-	"  redis.call('PEXPIRE', key, string.format('%d', math.ceil(window_us / 1000)))\n" \
-	"  reply[4] = window_us\n" \
-	"  return reply\n" \
-	"end\n"
+	"  local at = string.format('%d', now)\n" \
+	"  local member, n = at, 0\n" \
+	"  while redis.call('ZADD', " rl ", at, member) == 0 do\n" \
+	"    n = n + 1\n" \
+	"    member = at .. ':' .. n\n" \
+	"  end\n" \
+	"  redis.call('PEXPIRE', " rl ", WINDOW_MS)\n" \
+	"  reply[4] = WINDOW_US\n" \
+	"end\n" \
+	"return reply\n"
 
 /*
  * Each script: budget, then (unless refused) the operation, whose reply is
- * {status, value, remaining, reset, retry}; admit records the request and
- * fills in reset.  remaining = max - count - 1, which is -1 with the limiter
- * off (max = 0, count = 0): that is how the worker knows it is off.
+ * {status, value, remaining, reset, retry}, then admit.  remaining =
+ * MAX - count - 1, which is -1 with the limiter off (MAX = 0, count = 0):
+ * that is how the worker knows it is off.
  */
 
-/* KEYS: sum, rl.  ARGV: limit, window_us. */
-static const char script_get[] = SCRIPT_PRELUDE
-	"local max, window_us = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-	"local now, count = budget(KEYS[2], max, window_us)\n"
-	"if now and count >= max then return refused(KEYS[2], now, window_us) end\n"
-	"local left = max - count - 1\n"
+/* KEYS: sum, rl. */
+static const char script_get[] =
+	LUA_BUDGET("KEYS[2]")
 	"local v = redis.pcall('GET', KEYS[1])\n"
-	"if type(v) == 'table' then return admit(KEYS[2], now, count, window_us, {'notint', '', left, 0, 0}) end\n"
-	"return admit(KEYS[2], now, count, window_us, {'ok', v or '0', left, 0, 0})\n";
+	"local reply\n"
+	"if type(v) == 'table' then reply = {'notint', '', left, 0, 0} else reply = {'ok', v or '0', left, 0, 0} end\n"
+	LUA_ADMIT("KEYS[2]");
 
 /*
- * KEYS: sum, idem, rl.  ARGV: delta, ttl, limit, window_us, use_idem, waits.
+ * KEYS: sum, idem, rl.  ARGV: delta, use_idem ('1' or '0').
  * The record is "<delta> <sum after>"; a replay returns that sum.  When the
- * caller WAITs for replicas (waits = 1), a replay rewrites the record
+ * caller WAITs for replicas (WAITS), a replay rewrites the record
  * unchanged: WAIT only covers this connection's own writes, and the rewrite,
  * replicated after the original, makes WAIT confirm the original too.
  * INCRBY's reply reaches Lua as a double, exact only below 2^53: the sum is
  * read back as a string and never passes through a Lua number (SPEC 3).
+ * An error other than overflow or a non-integer sum is returned as it is.
  */
-static const char script_add[] = SCRIPT_PRELUDE
-	"local max, window_us = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local now, count = budget(KEYS[3], max, window_us)\n"
-	"if now and count >= max then return refused(KEYS[3], now, window_us) end\n"
-	"local left = max - count - 1\n"
-	"local function add()\n"
-	"  local use_idem = ARGV[5] == '1'\n"
-	"  if use_idem then\n"
-	"    local rec = redis.call('GET', KEYS[2])\n"
-	"    if rec then\n"
-	"      local sp = string.find(rec, ' ', 1, true)\n"
-	"      if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
-	"        if ARGV[6] == '1' then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"        return {'replay', string.sub(rec, sp + 1), left, 0, 0}\n"
-	"      end\n"
-	"      return {'conflict', '', left, 0, 0}\n"
-	"    end\n"
+static const char script_add[] =
+	LUA_BUDGET("KEYS[3]")
+	"local use_idem = ARGV[2] == '1'\n"
+	"local rec = use_idem and redis.call('GET', KEYS[2])\n"
+	"local reply\n"
+	"if rec then\n"
+	"  local sp = string.find(rec, ' ', 1, true)\n"
+	"  if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
+	"    if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
+	"    reply = {'replay', string.sub(rec, sp + 1), left, 0, 0}\n"
+	"  else\n"
+	"    reply = {'conflict', '', left, 0, 0}\n"
 	"  end\n"
+	"else\n"
 	"  local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
-	"  if type(r) == 'table' and r.err then\n"
-	"    if string.find(r.err, 'overflow', 1, true) then return {'overflow', '', left, 0, 0} end\n"
-	"    if string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then\n"
-	"      return {'notint', '', left, 0, 0}\n"
+	"  if type(r) == 'table' then\n"
+	"    if string.find(r.err, 'overflow', 1, true) then\n"
+	"      reply = {'overflow', '', left, 0, 0}\n"
+	"    elseif string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then\n"
+	"      reply = {'notint', '', left, 0, 0}\n"
+	"    else\n"
+	"      return r\n"
 	"    end\n"
-	"    return r\n"
+	"  else\n"
+	"    local s = redis.call('GET', KEYS[1])\n"
+	"    if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', TTL) end\n"
+	"    reply = {'ok', s, left, 0, 0}\n"
 	"  end\n"
-	"  local s = redis.call('GET', KEYS[1])\n"
-	"  if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', ARGV[2]) end\n"
-	"  return {'ok', s, left, 0, 0}\n"
 	"end\n"
-	"local reply = add()\n"
-	"if reply.err then return reply end\n"
-	"return admit(KEYS[3], now, count, window_us, reply)\n";
+	LUA_ADMIT("KEYS[3]");
 
-/* KEYS: sum, rl.  ARGV: value, limit, window_us. */
-static const char script_set[] = SCRIPT_PRELUDE
-	"local max, window_us = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-	"local now, count = budget(KEYS[2], max, window_us)\n"
-	"if now and count >= max then return refused(KEYS[2], now, window_us) end\n"
+/* KEYS: sum, rl.  ARGV: value. */
+static const char script_set[] =
+	LUA_BUDGET("KEYS[2]")
 	"redis.call('SET', KEYS[1], ARGV[1])\n"
-	"return admit(KEYS[2], now, count, window_us, {'ok', ARGV[1], max - count - 1, 0, 0})\n";
+	"local reply = {'ok', ARGV[1], left, 0, 0}\n"
+	LUA_ADMIT("KEYS[2]");
 
 enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
 
@@ -147,7 +171,8 @@ static const enum metrics_redis_op script_ops[SCRIPT_COUNT] = {
 	[SCRIPT_SET] = METRICS_OP_SET,
 };
 
-static const char *const scripts[SCRIPT_COUNT] = {
+/* The script texts after their header. */
+static const char *const script_bodies[SCRIPT_COUNT] = {
 	[SCRIPT_GET] = script_get,
 	[SCRIPT_ADD] = script_add,
 	[SCRIPT_SET] = script_set,
@@ -171,10 +196,8 @@ struct store {
 	size_t sentinel_first;          /* the sentinel that answered last is asked first */
 	unsigned slot;                  /* cluster: the slot of the {prefix} hash tag */
 
-	/* Script arguments that never change, formatted once. */
-	char ttl[24];                   /* idempotency TTL, seconds */
-	char limit[24];                 /* rate limit, requests (0: off) */
-	char window_us[24];             /* rate-limit window, microseconds */
+	/* The scripts: header (this configuration's constants) + body. */
+	char script[SCRIPT_COUNT][SCRIPT_MAX];
 };
 
 /* One script to run, and how. */
@@ -271,6 +294,21 @@ void store_options_from_config(struct store_options *opt, const struct config *c
 	opt->wait_timeout_ms = cfg->redis_wait_timeout_ms;
 }
 
+/* Header with the constants of this configuration, then the body.  False if it does not fit. */
+static bool format_script(char *out, size_t cap, const struct store_options *opt, const char *body)
+{
+	long long window_us = (long long)opt->rate_limit_window_seconds * 1000000LL;
+	int n = snprintf(out, cap, SCRIPT_HEADER, opt->rate_limit_requests, window_us,
+	                 window_us / 1000, opt->idempotency_ttl_seconds,
+	                 opt->min_replicas > 0 ? "true" : "false");
+	size_t body_len = strlen(body);
+
+	if (n < 0 || (size_t)n + body_len >= cap)
+		return false;
+	memcpy(out + n, body, body_len + 1);
+	return true;
+}
+
 struct store *store_new(const struct store_options *opt)
 {
 	struct store *store = calloc(1, sizeof(*store));
@@ -282,10 +320,12 @@ struct store *store_new(const struct store_options *opt)
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
 	store->slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
-	snprintf(store->ttl, sizeof(store->ttl), "%ld", opt->idempotency_ttl_seconds);
-	snprintf(store->limit, sizeof(store->limit), "%ld", opt->rate_limit_requests);
-	snprintf(store->window_us, sizeof(store->window_us), "%lld",
-	         (long long)opt->rate_limit_window_seconds * 1000000LL);
+	for (int i = 0; i < SCRIPT_COUNT; i++) {
+		if (!format_script(store->script[i], sizeof(store->script[i]), opt, script_bodies[i])) {
+			free(store);
+			return NULL;
+		}
+	}
 	return store;
 }
 
@@ -603,7 +643,7 @@ static bool setup_connection(struct store *store)
 		steps[sent++] = STEP_ROLE;
 	}
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
-		redisAppendCommand(c, "SCRIPT LOAD %s", scripts[i]);
+		redisAppendCommand(c, "SCRIPT LOAD %s", store->script[i]);
 		steps[sent++] = STEP_SCRIPT;
 	}
 	if (!store->policy_checked) {
@@ -833,7 +873,7 @@ static redisReply *run_script_asking(struct store *store, const struct redis_nod
 	metrics_inc(METRICS_REDIS_REDIRECTS);
 	if (set_ctx_timeout(c, &timeout_ms, store->opt.command_timeout_ms, deadline)) {
 		append_auth(c, t->user, t->password, t->has_password);
-		redisAppendCommand(c, "SCRIPT LOAD %s", scripts[call->id]);
+		redisAppendCommand(c, "SCRIPT LOAD %s", store->script[call->id]);
 		append_script(c, store, call, true);
 		for (int i = 0; i < prefix; i++) {
 			redisReply *r = NULL;
@@ -870,7 +910,7 @@ static bool pause_before_retry(uint64_t deadline, int ms)
 static bool reload_script(struct store *store, enum script_id id)
 {
 	uint64_t started = now_us();
-	redisReply *load = redisCommand(store->ctx, "SCRIPT LOAD %s", scripts[id]);
+	redisReply *load = redisCommand(store->ctx, "SCRIPT LOAD %s", store->script[id]);
 
 	count_op(METRICS_OP_SCRIPT_LOAD, load, started);
 	if (load == NULL) {
@@ -1096,9 +1136,9 @@ enum store_status store_get(struct store *store, const struct caller *caller,
                             struct store_result *res)
 {
 	char rl[KEY_MAX];
-	const char *argv[7];
-	size_t argvlen[7];
-	struct script_call call = { .id = SCRIPT_GET, .argc = 7, .argv = argv, .argvlen = argvlen,
+	const char *argv[5];
+	size_t argvlen[5];
+	struct script_call call = { .id = SCRIPT_GET, .argc = 5, .argv = argv, .argvlen = argvlen,
 	                            .retry_safe = true };
 
 	memset(res, 0, sizeof(*res));
@@ -1106,10 +1146,6 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	argvlen[3] = strlen(store->sum_key);
 	argv[4] = rl;
 	argvlen[4] = limit_key(store, caller, rl);
-	argv[5] = store->limit;
-	argvlen[5] = strlen(store->limit);
-	argv[6] = store->window_us;
-	argvlen[6] = strlen(store->window_us);
 	return finish(run_script(store, &call), store, &call, res, "get");
 }
 
@@ -1117,10 +1153,10 @@ enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
 	char rl[KEY_MAX], idem[KEY_MAX], d[24];
-	const char *argv[12];
-	size_t argvlen[12];
+	const char *argv[8];
+	size_t argvlen[8];
 	/* Without a key a repeat would add twice: never retry that after a lost reply. */
-	struct script_call call = { .id = SCRIPT_ADD, .argc = 12, .argv = argv, .argvlen = argvlen,
+	struct script_call call = { .id = SCRIPT_ADD, .argc = 8, .argv = argv, .argvlen = argvlen,
 	                            .retry_safe = key->len > 0, .wait = store->opt.min_replicas > 0 };
 	int n;
 
@@ -1138,16 +1174,8 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 	argvlen[5] = limit_key(store, caller, rl);
 	argv[6] = d;
 	argvlen[6] = strlen(d);
-	argv[7] = store->ttl;
-	argvlen[7] = strlen(store->ttl);
-	argv[8] = store->limit;
-	argvlen[8] = strlen(store->limit);
-	argv[9] = store->window_us;
-	argvlen[9] = strlen(store->window_us);
-	argv[10] = key->len > 0 ? "1" : "0";
-	argvlen[10] = 1;
-	argv[11] = call.wait ? "1" : "0";
-	argvlen[11] = 1;
+	argv[7] = key->len > 0 ? "1" : "0";
+	argvlen[7] = 1;
 	return finish(run_script(store, &call), store, &call, res, "add");
 }
 
@@ -1155,9 +1183,9 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
                             struct store_result *res)
 {
 	char rl[KEY_MAX], v[24];
-	const char *argv[8];
-	size_t argvlen[8];
-	struct script_call call = { .id = SCRIPT_SET, .argc = 8, .argv = argv, .argvlen = argvlen,
+	const char *argv[6];
+	size_t argvlen[6];
+	struct script_call call = { .id = SCRIPT_SET, .argc = 6, .argv = argv, .argvlen = argvlen,
 	                            .retry_safe = true, .wait = store->opt.min_replicas > 0 };
 
 	memset(res, 0, sizeof(*res));
@@ -1168,10 +1196,6 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	argvlen[4] = limit_key(store, caller, rl);
 	argv[5] = v;
 	argvlen[5] = strlen(v);
-	argv[6] = store->limit;
-	argvlen[6] = strlen(store->limit);
-	argv[7] = store->window_us;
-	argvlen[7] = strlen(store->window_us);
 	return finish(run_script(store, &call), store, &call, res, "set");
 }
 

@@ -237,6 +237,76 @@ START_TEST(test_store_rate_limit_refuses_without_effect)
 }
 END_TEST
 
+/* Redis's clock in microseconds (TIME), on connection c. */
+static long long redis_now_us(redisContext *c)
+{
+	redisReply *r = redisCommand(c, "TIME");
+	long long us;
+
+	ck_assert(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+	us = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
+	freeReplyObject(r);
+	return us;
+}
+
+/*
+ * Two admissions in the same microsecond (a clock stepped back) must still be
+ * two entries.  The set is filled ahead with one entry for every microsecond
+ * of a 200 ms span; requests made inside it each land on a taken microsecond
+ * and must be recorded as a second member all the same.
+ */
+#define SPAN_US 200000
+START_TEST(test_store_rate_limit_counts_a_repeated_microsecond)
+{
+	struct store *s = open_store(1000000000, 60);
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	struct store_result res;
+	char rl[256];
+	long long start;
+	redisReply *r;
+
+	ck_assert(c != NULL && c->err == 0);
+	snprintf(rl, sizeof(rl), "{%s}:rl:%s", prefix, alice.limit_id);
+	start = redis_now_us(c) + 300000;
+	for (long long at = start; at < start + SPAN_US; at += 1000) {
+		const char *argv[2 + 2 * 1000];
+		size_t argvlen[2 + 2 * 1000];
+		static char text[1000][24];
+
+		argv[0] = "ZADD";
+		argv[1] = rl;
+		for (int i = 0; i < 1000; i++) {
+			snprintf(text[i], sizeof(text[i]), "%lld", at + i);
+			argv[2 + 2 * i] = argv[3 + 2 * i] = text[i];
+		}
+		for (int i = 0; i < 2 + 2 * 1000; i++)
+			argvlen[i] = strlen(argv[i]);
+		r = redisCommandArgv(c, 2 + 2 * 1000, argv, argvlen);
+		ck_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1000);
+		freeReplyObject(r);
+	}
+	for (int i = 0; i < 2000 && redis_now_us(c) < start; i++)
+		usleep(1000);
+	ck_assert_int_ge(redis_now_us(c), start);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+		ck_assert_int_eq(res.remaining, 1000000000 - SPAN_US - i - 1);
+	}
+	ck_assert_int_lt(redis_now_us(c), start + SPAN_US);   /* all three inside the span */
+	r = redisCommand(c, "ZCARD %s", rl);
+	ck_assert_int_eq(r->integer, SPAN_US + 3);
+	freeReplyObject(r);
+	r = redisCommand(c, "EVAL %s 1 %s",
+	                 "local n = 0 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+	                 "if string.find(m, ':', 1, true) then n = n + 1 end end return n", rl);
+	ck_assert_int_eq(r->integer, 3);
+	freeReplyObject(r);
+	freeReplyObject(redisCommand(c, "DEL %s", rl));
+	redisFree(c);
+	store_free(s);
+}
+END_TEST
+
 START_TEST(test_store_disabled_limit_reports_nothing)
 {
 	struct store *s = open_store(0, 60);
@@ -309,6 +379,7 @@ static Suite *store_suite(void)
 	tcase_add_test(core, test_store_reloads_scripts_after_flush);
 	tcase_add_loop_test(limits, test_store_is_exact_at_int64_edges, 0, sizeof(edges) / sizeof(edges[0]));
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
+	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
 	tcase_add_test(limits, test_store_disabled_limit_reports_nothing);
 	tcase_add_test(limits, test_store_parse_int64);
 	tcase_add_test(errors, test_store_corrupt_sum_is_reported_not_reset);
