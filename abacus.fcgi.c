@@ -107,7 +107,7 @@ static void handle_get_sum(struct request *r)
 	ratelimit_add_headers(r, &worker.cfg, status, &res);
 	if (!store_ok_or_problem(r, status))
 		return;
-	http_reply_json(r, 200, "{\"current_sum\":%" PRId64 "}", res.sum);
+	http_reply_json_int(r, 200, "{\"current_sum\":", res.sum, "}");
 }
 
 static void handle_post_number(struct request *r)
@@ -132,8 +132,8 @@ static void handle_post_number(struct request *r)
 		metrics_inc(METRICS_IDEMPOTENT_REPLAYS);
 	}
 	log_sum_event(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", number, res.sum);
-	http_reply_json(r, 200, "{\"message\":\"Number added successfully.\",\"current_sum\":%" PRId64 "}",
-	                res.sum);
+	http_reply_json_int(r, 200, "{\"message\":\"Number added successfully.\",\"current_sum\":",
+	                    res.sum, "}");
 }
 
 static void set_sum(struct request *r, int64_t value, const char *message)

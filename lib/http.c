@@ -253,16 +253,91 @@ const char *http_body(const struct request *r, size_t *len)
 	return r->resp.body_ext != NULL ? r->resp.body_ext : r->resp.body;
 }
 
+/* Appends while there is room; once something did not fit, nothing more is added. */
+struct sink {
+	char *at, *end;
+	bool full;
+};
+
+static void put(struct sink *s, const char *text, size_t n)
+{
+	if (s->full || (size_t)(s->end - s->at) < n) {
+		s->full = true;
+		return;
+	}
+	memcpy(s->at, text, n);
+	s->at += n;
+}
+
+static void put_str(struct sink *s, const char *text)
+{
+	put(s, text, strlen(text));
+}
+
+static void put_int(struct sink *s, int64_t v)
+{
+	char digits[HTTP_INT_MAX];
+
+	put(s, digits, http_format_int(digits, v));
+}
+
+size_t http_format_int(char *out, int64_t v)
+{
+	char tmp[HTTP_INT_MAX];
+	/* The magnitude as unsigned, so INT64_MIN has one too. */
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		out[len++] = '-';
+	while (n > 0)
+		out[len++] = tmp[--n];
+	return len;
+}
+
+void http_reply_json_int(struct request *r, int status, const char *before, int64_t v,
+                         const char *after)
+{
+	struct sink s = { r->resp.body, r->resp.body + sizeof(r->resp.body) - 1, false };
+
+	put_str(&s, before);
+	put_int(&s, v);
+	put_str(&s, after);
+	if (s.full)
+		s.at = r->resp.body;    /* cannot happen with the bodies we send; never half a body */
+	*s.at = '\0';
+	r->resp.status = status;
+	r->resp.content_type = "application/json";
+	r->resp.body_ext = NULL;
+	r->resp.body_len = (size_t)(s.at - r->resp.body);
+}
+
 size_t http_format_head(const struct request *r, char *out, size_t cap)
 {
 	const struct response *resp = &r->resp;
 	int status = resp->status != 0 ? resp->status : 500;
-	int n = snprintf(out, cap,
-	                 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	                 "X-Request-ID: %s\r\nCache-Control: no-store\r\n%.*s\r\n",
-	                 status, http_status_text(status),
-	                 resp->content_type != NULL ? resp->content_type : "application/json",
-	                 resp->body_len, r->request_id, (int)resp->headers_len, resp->headers);
+	struct sink s = { out, out + cap, false };
 
-	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+	put_str(&s, "Status: ");
+	put_int(&s, status);
+	put_str(&s, " ");
+	put_str(&s, http_status_text(status));
+	put_str(&s, "\r\nContent-Type: ");
+	put_str(&s, resp->content_type != NULL ? resp->content_type : "application/json");
+	put_str(&s, "\r\nContent-Length: ");
+	put_int(&s, (int64_t)resp->body_len);
+	put_str(&s, "\r\nX-Request-ID: ");
+	put_str(&s, r->request_id);
+	put_str(&s, "\r\nCache-Control: no-store\r\n");
+	put(&s, resp->headers, resp->headers_len);
+	put_str(&s, "\r\n");
+	/* Room for a NUL too, as snprintf needed: callers may treat it as a string. */
+	if (s.full || s.at == s.end)
+		return 0;
+	*s.at = '\0';
+	return (size_t)(s.at - out);
 }

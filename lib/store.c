@@ -1124,12 +1124,17 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 	return status;
 }
 
+/* "{prefix}:rl:<identity>" (the prefix and the identity are bounded well below KEY_MAX). */
 static size_t limit_key(const struct store *store, const struct caller *caller, char *out)
 {
-	int n = snprintf(out, KEY_MAX, "{%s}:rl:%s", store->prefix,
-	                 caller->limit_id[0] != '\0' ? caller->limit_id : "-");
+	char *at = out;
 
-	return n > 0 && n < KEY_MAX ? (size_t)n : KEY_MAX - 1;
+	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->limit_id) + 8 <= KEY_MAX, "limit key fits");
+	*at++ = '{';
+	at = stpcpy(at, store->prefix);
+	at = stpcpy(at, "}:rl:");
+	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
+	return (size_t)(at - out);
 }
 
 enum store_status store_get(struct store *store, const struct caller *caller,

@@ -183,6 +183,48 @@ START_TEST(test_http_reply_json_sets_length)
 }
 END_TEST
 
+START_TEST(test_http_reply_json_int_is_exact_at_the_edges)
+{
+	static const struct { int64_t v; const char *text; } cases[] = {
+		{ 0, "0" }, { 7, "7" }, { -1, "-1" }, { 10, "10" }, { -4503599627370497LL, "-4503599627370497" },
+		{ INT64_MAX, "9223372036854775807" }, { INT64_MIN, "-9223372036854775808" },
+	};
+	const char *env[] = { NULL };
+	struct request r;
+	char want[64];
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		init(&r, env);
+		http_reply_json_int(&r, 200, "{\"current_sum\":", cases[i].v, "}");
+		snprintf(want, sizeof(want), "{\"current_sum\":%s}", cases[i].text);
+		ck_assert_str_eq(http_body(&r, &len), want);
+		ck_assert_int_eq(len, strlen(want));
+		ck_assert_int_eq(r.resp.status, 200);
+		ck_assert_str_eq(r.resp.content_type, "application/json");
+	}
+}
+END_TEST
+
+START_TEST(test_http_head_is_complete_and_refuses_a_short_buffer)
+{
+	const char *env[] = { "HTTP_X_REQUEST_ID=req-1", NULL };
+	const char *want = "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n"
+	                   "X-Request-ID: req-1\r\nCache-Control: no-store\r\nX-A: ok\r\n\r\n";
+	struct request r;
+	char head[512];
+
+	init(&r, env);
+	http_reply_json_int(&r, 200, "{\"current_sum\":", 42, "}");
+	http_add_header(&r, "X-A", "ok");
+	ck_assert_int_eq(http_format_head(&r, head, sizeof(head)), strlen(want));
+	ck_assert_str_eq(head, want);
+	/* One byte short of head and NUL: nothing, never a cut head. */
+	ck_assert_int_eq(http_format_head(&r, head, strlen(want)), 0);
+	ck_assert_int_eq(http_format_head(&r, head, strlen(want) + 1), strlen(want));
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -196,6 +238,8 @@ static Suite *http_suite(void)
 	tcase_add_test(core, test_http_problem_renders_rfc9457);
 	tcase_add_test(core, test_http_problem_field_lists_errors);
 	tcase_add_test(core, test_http_reply_json_sets_length);
+	tcase_add_test(core, test_http_head_is_complete_and_refuses_a_short_buffer);
+	tcase_add_test(limits, test_http_reply_json_int_is_exact_at_the_edges);
 	tcase_add_loop_test(core, test_http_every_problem_has_status_slug_title, 0, PROBLEM_COUNT);
 	tcase_add_loop_test(limits, test_http_request_id_sanity, 0, sizeof(ids) / sizeof(ids[0]));
 	tcase_add_test(limits, test_http_request_id_length_limit);
