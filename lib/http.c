@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decimal.h"
 #include "log.h"
 
 static const struct problem_info problems[PROBLEM_COUNT] = {
@@ -276,27 +277,9 @@ static void put_str(struct sink *s, const char *text)
 
 static void put_int(struct sink *s, int64_t v)
 {
-	char digits[HTTP_INT_MAX];
+	char digits[DECIMAL_MAX];
 
-	put(s, digits, http_format_int(digits, v));
-}
-
-size_t http_format_int(char *out, int64_t v)
-{
-	char tmp[HTTP_INT_MAX];
-	/* The magnitude as unsigned, so INT64_MIN has one too. */
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	size_t n = 0, len = 0;
-
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		out[len++] = '-';
-	while (n > 0)
-		out[len++] = tmp[--n];
-	return len;
+	put(s, digits, decimal_format(digits, v));
 }
 
 void http_reply_json_int(struct request *r, int status, const char *before, int64_t v,

@@ -123,10 +123,6 @@ void http_reply_json(struct request *r, int status, const char *fmt, ...)
 void http_reply_json_int(struct request *r, int status, const char *before, int64_t v,
                          const char *after);
 
-/* Writes v in decimal to out (room for HTTP_INT_MAX bytes, no NUL); returns the length. */
-#define HTTP_INT_MAX 20
-size_t http_format_int(char *out, int64_t v);
-
 /* Sets an RFC 9457 problem: {"type","title","status","detail"}. */
 void http_problem(struct request *r, enum problem p, const char *detail);
 

@@ -1,9 +1,13 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "decimal.h"
 
 static enum log_level min_level = LOG_LEVEL_INFO;
 static FILE *log_stream;
@@ -51,13 +55,19 @@ bool log_json_escape(char *dst, size_t cap, size_t *len, const char *value, size
 		char esc[7];
 		size_t k = 0;
 
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+			if (at + 1 >= cap)
+				return false;
+			dst[at++] = (char)c;
+			continue;
+		}
 		if (c == '"' || c == '\\') {
 			esc[k++] = '\\';
 			esc[k++] = (char)c;
 		} else if (c == '\n') {
 			esc[k++] = '\\';
 			esc[k++] = 'n';
-		} else if (c < 0x20 || c == 0x7f) {
+		} else {        /* the other control characters */
 			esc[0] = '\\';
 			esc[1] = 'u';
 			esc[2] = '0';
@@ -65,8 +75,6 @@ bool log_json_escape(char *dst, size_t cap, size_t *len, const char *value, size
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
 			k = 6;
-		} else {
-			esc[k++] = (char)c;
 		}
 		if (at + k >= cap)
 			return false;
@@ -122,7 +130,7 @@ static bool append_escaped(struct log_line *line, const char *value, size_t n)
 }
 
 /* "2026-11-26T23:40:05" for a second; the last one is cached (one strftime a second). */
-static void format_second(time_t sec, char *out, size_t cap)
+static const char *format_second(time_t sec)
 {
 	static time_t cached_sec = -1;
 	static char cached[32];
@@ -134,14 +142,16 @@ static void format_second(time_t sec, char *out, size_t cap)
 		strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
 		cached_sec = sec;
 	}
-	snprintf(out, cap, "%s", cached);
+	return cached;
 }
 
 bool log_begin(struct log_line *line, enum log_level level, const char *event,
                const char *request_id)
 {
 	struct timeval tv;
-	char ts[40];
+	const char *second;
+	const char *level_name = log_level_name(level);
+	char ms[5];
 
 	if (level < min_level)
 		return false;
@@ -149,11 +159,20 @@ bool log_begin(struct log_line *line, enum log_level level, const char *event,
 	line->truncated = false;
 	line->buf[0] = '\0';
 
+	/* {"ts":"<second>.<ms>Z","level":"<level>","event":" -- built by copying, no printf. */
 	gettimeofday(&tv, NULL);
-	format_second(tv.tv_sec, ts, sizeof(ts));
-	line->len = (size_t)snprintf(line->buf, sizeof(line->buf),
-	                             "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"",
-	                             ts, (long)(tv.tv_usec / 1000), log_level_name(level));
+	second = format_second(tv.tv_sec);
+	ms[0] = '.';
+	ms[1] = (char)('0' + tv.tv_usec / 100000);
+	ms[2] = (char)('0' + tv.tv_usec / 10000 % 10);
+	ms[3] = (char)('0' + tv.tv_usec / 1000 % 10);
+	ms[4] = 'Z';
+	append(line, "{\"ts\":\"", 7);
+	append(line, second, strlen(second));
+	append(line, ms, sizeof(ms));
+	append(line, "\",\"level\":\"", 11);
+	append(line, level_name, strlen(level_name));
+	append(line, "\",\"event\":\"", 11);
 	append_escaped(line, event, strlen(event));
 	append(line, "\",\"request_id\":", 15);
 	if (request_id == NULL) {
@@ -186,10 +205,10 @@ void log_str(struct log_line *line, const char *key, const char *value)
 
 void log_int(struct log_line *line, const char *key, long long value)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", value);
+	char num[DECIMAL_MAX + 1];
 
-	log_raw(line, key, n > 0 ? num : "null");
+	num[decimal_format(num, value)] = '\0';
+	log_raw(line, key, num);
 }
 
 void log_bool(struct log_line *line, const char *key, bool value)
@@ -205,6 +224,25 @@ void log_raw(struct log_line *line, const char *key, const char *json)
 		rollback(line, mark);
 }
 
+/*
+ * One write(2) per line: lines of several workers sharing a file or a pipe
+ * never interleave (O_APPEND; a pipe write up to PIPE_BUF is atomic), and no
+ * stdio buffering (stderr is unbuffered: fputs may split a line).
+ */
+static void write_line(int fd, const char *text, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, text, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;         /* nowhere to report it: the log is the report */
+		text += w;
+		n -= (size_t)w;
+	}
+}
+
 void log_end(struct log_line *line)
 {
 	FILE *out = log_stream != NULL ? log_stream : stderr;
@@ -216,6 +254,10 @@ void log_end(struct log_line *line)
 	line->buf[line->len++] = '}';
 	line->buf[line->len++] = '\n';
 	line->buf[line->len] = '\0';
+	if (log_stream == NULL) {
+		write_line(STDERR_FILENO, line->buf, line->len);
+		return;
+	}
 	fputs(line->buf, out);
 	fflush(out);
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "decimal.h"
+
 static bool matches(const unsigned char *addr, const struct config_cidr *net)
 {
 	int full = net->prefix_len / 8;
@@ -96,9 +98,9 @@ static const char *rate_limit_value(char out[64], long remaining, long reset)
 	char *at = out;
 
 	at = stpcpy(at, "\"default\";r=");
-	at += http_format_int(at, remaining);
+	at += decimal_format(at, remaining);
 	at = stpcpy(at, ";t=");
-	at += http_format_int(at, reset);
+	at += decimal_format(at, reset);
 	*at = '\0';
 	return out;
 }

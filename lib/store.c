@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "decimal.h"
 #include "log.h"
 #include "metrics.h"
 #include "topology.h"
@@ -1154,31 +1155,49 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	return finish(run_script(store, &call), store, &call, res, "get");
 }
 
+/* "{prefix}:idem:<key id, or - with auth off>:<key>"; every part is bounded, so it fits. */
+static size_t idem_key_name(const struct store *store, const struct caller *caller,
+                            const struct idem_key *key, char *out)
+{
+	char *at = out;
+
+	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->key_id) + IDEM_KEY_MAX + 16 <= KEY_MAX,
+	               "idempotency key name fits");
+	*at++ = '{';
+	at = stpcpy(at, store->prefix);
+	at = stpcpy(at, "}:idem:");
+	at = stpcpy(at, caller->key_id[0] != '\0' ? caller->key_id : "-");
+	*at++ = ':';
+	if (key->len > 0) {
+		/* idem.c let only 1-IDEM_KEY_MAX characters through; the bound keeps it so. */
+		size_t n = key->len < IDEM_KEY_MAX ? key->len : IDEM_KEY_MAX;
+
+		memcpy(at, key->text, n);
+		at += n;
+	}
+	*at = '\0';
+	return (size_t)(at - out);
+}
+
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
-	char rl[KEY_MAX], idem[KEY_MAX], d[24];
+	char rl[KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX];
 	const char *argv[8];
 	size_t argvlen[8];
 	/* Without a key a repeat would add twice: never retry that after a lost reply. */
 	struct script_call call = { .id = SCRIPT_ADD, .argc = 8, .argv = argv, .argvlen = argvlen,
 	                            .retry_safe = key->len > 0, .wait = store->opt.min_replicas > 0 };
-	int n;
 
 	memset(res, 0, sizeof(*res));
-	snprintf(d, sizeof(d), "%" PRId64, delta);
-	n = snprintf(idem, sizeof(idem), "{%s}:idem:%s:%.*s", store->prefix,
-	             caller->key_id[0] != '\0' ? caller->key_id : "-", (int)key->len,
-	             key->len > 0 ? key->text : "");
-
 	argv[3] = store->sum_key;
 	argvlen[3] = strlen(store->sum_key);
 	argv[4] = idem;
-	argvlen[4] = n > 0 && (size_t)n < sizeof(idem) ? (size_t)n : sizeof(idem) - 1;
+	argvlen[4] = idem_key_name(store, caller, key, idem);
 	argv[5] = rl;
 	argvlen[5] = limit_key(store, caller, rl);
 	argv[6] = d;
-	argvlen[6] = strlen(d);
+	argvlen[6] = decimal_format(d, delta);
 	argv[7] = key->len > 0 ? "1" : "0";
 	argvlen[7] = 1;
 	return finish(run_script(store, &call), store, &call, res, "add");

@@ -1,9 +1,12 @@
 #include "log.h"
 
 #include <check.h>
+#include <regex.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_main.h"
 
@@ -91,6 +94,53 @@ START_TEST(test_log_truncates_long_lines_validly)
 }
 END_TEST
 
+START_TEST(test_log_timestamp_and_integers_are_exact)
+{
+	struct log_line l;
+	regex_t ts;
+
+	capture();
+	ck_assert(log_begin(&l, LOG_LEVEL_WARN, "e", NULL));
+	log_int(&l, "min", INT64_MIN);
+	log_int(&l, "max", INT64_MAX);
+	log_int(&l, "zero", 0);
+	log_end(&l);
+	ck_assert_int_eq(regcomp(&ts, "^\\{\"ts\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+	                              "\\.[0-9]{3}Z\",\"level\":\"warn\",", REG_EXTENDED | REG_NOSUB), 0);
+	ck_assert_int_eq(regexec(&ts, output(), 0, NULL, 0), 0);
+	regfree(&ts);
+	ck_assert(strstr(output(), "\"min\":-9223372036854775808,\"max\":9223372036854775807,\"zero\":0}\n")
+	          != NULL);
+	fclose(stream);
+}
+END_TEST
+
+/* Without a stream set, a line goes to stderr whole, in one write. */
+START_TEST(test_log_line_reaches_stderr_whole)
+{
+	struct log_line l;
+	char path[] = "/tmp/check_log_XXXXXX";
+	int fd = mkstemp(path);
+	char got[4096];
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_set_stream(NULL);
+	log_set_level(LOG_LEVEL_INFO);
+	ck_assert(log_begin(&l, LOG_LEVEL_INFO, "sum_added", "req-2"));
+	log_int(&l, "delta", 7);
+	log_end(&l);
+	n = pread(fd, got, sizeof(got) - 1, 0);
+	ck_assert_int_gt(n, 0);
+	got[n] = '\0';
+	ck_assert(strstr(got, "\"event\":\"sum_added\",\"request_id\":\"req-2\",\"delta\":7}\n") != NULL);
+	ck_assert_ptr_eq(strchr(got, '\n'), got + n - 1);
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_log_level_parse)
 {
 	enum log_level lvl;
@@ -113,6 +163,8 @@ static Suite *log_suite(void)
 	tcase_add_test(core, test_log_writes_one_json_line);
 	tcase_add_test(core, test_log_filters_by_level);
 	tcase_add_test(core, test_log_escapes_strings);
+	tcase_add_test(core, test_log_line_reaches_stderr_whole);
+	tcase_add_test(limits, test_log_timestamp_and_integers_are_exact);
 	tcase_add_test(limits, test_log_truncates_long_lines_validly);
 	tcase_add_test(errors, test_log_level_parse);
 	suite_add_tcase(s, core);
