@@ -171,26 +171,34 @@ START_TEST(test_store_is_exact_at_int64_edges)
 }
 END_TEST
 
+/* Stored sums that are not int64 text: a space, empty, too big, a float, padding. */
+static const char *const corrupt_sums[] = {
+	"not-a-number", "12 34", "", "99999999999999999999", "1e3", " 5", "5 ", "-0",
+};
+
 START_TEST(test_store_corrupt_sum_is_reported_not_reset)
 {
-	struct store *s = open_store(0, 60);
+	struct store *s = open_store(_i % 2 == 0 ? 0 : 100, 60);
 	struct store_result res;
 	struct idem_key k = key("c");
 	char name[128];
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
 	redisReply *r;
 
+	ck_assert(c != NULL && c->err == 0);
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
 	snprintf(name, sizeof(name), "{%s}:sum", prefix);
-	freeReplyObject(raw("SET %s not-a-number", name));
+	freeReplyObject(redisCommand(c, "SET %s %s", name, corrupt_sums[_i]));
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_NOT_INTEGER);
 	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_NOT_INTEGER);
-	r = raw("GET %s", name);
-	ck_assert_str_eq(r->str, "not-a-number");
+	r = redisCommand(c, "GET %s", name);
+	ck_assert_str_eq(r->str, corrupt_sums[_i]);
 	freeReplyObject(r);
 	/* The key was not recorded: after a repair it applies. */
 	ck_assert_int_eq(store_set(s, &alice, 10, &res), STORE_OK);
 	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 11);
+	redisFree(c);
 	store_free(s);
 }
 END_TEST
@@ -382,7 +390,8 @@ static Suite *store_suite(void)
 	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
 	tcase_add_test(limits, test_store_disabled_limit_reports_nothing);
 	tcase_add_test(limits, test_store_parse_int64);
-	tcase_add_test(errors, test_store_corrupt_sum_is_reported_not_reset);
+	tcase_add_loop_test(errors, test_store_corrupt_sum_is_reported_not_reset, 0,
+	                    sizeof(corrupt_sums) / sizeof(corrupt_sums[0]));
 	tcase_add_test(errors, test_store_unreachable_redis_is_unavailable_fast);
 	tcase_add_test(errors, test_store_free_accepts_null);
 	suite_add_tcase(s, core);
