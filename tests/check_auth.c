@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -26,25 +27,65 @@ static struct auth *make_auth(bool with_admin)
 	return auth_new(&cfg);
 }
 
+static void hex(const uint8_t d[SHA256_DIGEST_LEN], char out[2 * SHA256_DIGEST_LEN + 1])
+{
+	for (size_t i = 0; i < SHA256_DIGEST_LEN; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* FIPS 180-4 examples and block-boundary lengths; _i = 1 forces the portable code. */
 START_TEST(test_sha256_known_vectors)
 {
+	static const struct { const char *text; size_t repeat; const char *digest; } v[] = {
+		{ "", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+		{ "a", 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318" },
+		{ "a", 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a" },
+		{ "a", 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb" },
+		{ "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+	};
+	static char text[1000000];
 	uint8_t d[SHA256_DIGEST_LEN];
-	char id[9];
-	char million[1000];
+	char got[2 * SHA256_DIGEST_LEN + 1];
 
-	sha256("", 0, d);
-	sha256_hex_prefix(d, id);
-	ck_assert_str_eq(id, "e3b0c442");
-	sha256("abc", 3, d);
-	sha256_hex_prefix(d, id);
-	ck_assert_str_eq(id, "ba7816bf");
-	sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, d);
-	sha256_hex_prefix(d, id);
-	ck_assert_str_eq(id, "248d6a61");
-	memset(million, 'a', sizeof(million));
-	sha256(million, 64, d);     /* exactly one block + padding block */
-	sha256_hex_prefix(d, id);
-	ck_assert_str_eq(id, "ffe054fe");
+	sha256_use_portable(_i == 1);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t len = strlen(v[i].text) == 1 ? v[i].repeat : strlen(v[i].text);
+
+		if (strlen(v[i].text) == 1)
+			memset(text, v[i].text[0], len);
+		else
+			memcpy(text, v[i].text, len);
+		sha256(text, len, d);
+		hex(d, got);
+		ck_assert_str_eq(got, v[i].digest);
+	}
+	sha256_use_portable(false);
+}
+END_TEST
+
+/* The CPU's SHA instructions (when there are any) and the portable code agree everywhere. */
+START_TEST(test_sha256_hardware_and_portable_agree)
+{
+	uint8_t data[300], a[SHA256_DIGEST_LEN], b[SHA256_DIGEST_LEN];
+	uint32_t x = 2463534242u;
+
+	for (size_t len = 0; len <= sizeof(data); len++) {
+		for (size_t i = 0; i < len; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			data[i] = (uint8_t)x;
+		}
+		sha256_use_portable(false);
+		sha256(data, len, a);
+		sha256_use_portable(true);
+		sha256(data, len, b);
+		ck_assert_mem_eq(a, b, SHA256_DIGEST_LEN);
+	}
+	sha256_use_portable(false);
 }
 END_TEST
 
@@ -141,7 +182,8 @@ static Suite *auth_suite(void)
 	TCase *limits = tcase_create("limits");
 	TCase *errors = tcase_create("errors");
 
-	tcase_add_test(core, test_sha256_known_vectors);
+	tcase_add_loop_test(core, test_sha256_known_vectors, 0, 2);
+	tcase_add_test(core, test_sha256_hardware_and_portable_agree);
 	tcase_add_test(core, test_auth_accepts_configured_keys);
 	tcase_add_test(core, test_auth_without_admin_keys_every_key_administers);
 	tcase_add_test(core, test_auth_disabled_lets_everyone_in);
