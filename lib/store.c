@@ -39,10 +39,10 @@
  * in Lua (Lua 5.1 parses with strtod and formats with the C printf), so the
  * scripts do as few of both as they can:
  *  - the settings that never change (limit, window, TTL, WAIT or not) are
- *    not arguments but constants of the script text (script_header), parsed
+ *    not arguments but constants of the script text (SCRIPT_HEADER), parsed
  *    once when Redis compiles it; a change of configuration is a new script;
- *  - `budget` counts with ZCOUNT (older entries are not in the count, so they
- *    need not be removed first); `admit` records the request after the
+ *  - LUA_BUDGET counts with ZCOUNT (older entries are not in the count, so
+ *    they need not be removed first); LUA_ADMIT records the request after the
  *    operation's own writes, behind one redis.set_repl(REPL_NONE): the
  *    limiter's writes never reach the AOF or replicas (a GET costs no fsync;
  *    a restart or failover gives every caller a fresh budget);
