@@ -22,7 +22,8 @@ static int prefix_seq;
 static struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
 static struct caller bob = { .key_id = "bbbbbbbb", .limit_id = "k:bbbbbbbb" };
 
-static struct store *open_store(long limit, long window)
+/* A store on the test Redis, keys under key_prefix. */
+static struct store *store_at(const char *key_prefix, long limit, long window)
 {
 	struct store_options opt;
 	struct store *s;
@@ -33,14 +34,20 @@ static struct store *open_store(long limit, long window)
 	opt.target.port = redis_port;
 	opt.connect_timeout_ms = 500;
 	opt.command_timeout_ms = 1000;
-	snprintf(prefix, sizeof(prefix), "t%d-%ld-%d", (int)getpid(), (long)time(NULL), ++prefix_seq);
-	opt.prefix = prefix;
+	opt.prefix = key_prefix;
 	opt.idempotency_ttl_seconds = 60;
 	opt.rate_limit_requests = limit;
 	opt.rate_limit_window_seconds = window;
 	s = store_new(&opt);
 	ck_assert_ptr_nonnull(s);
 	return s;
+}
+
+/* A store with a fresh prefix (left in `prefix`). */
+static struct store *open_store(long limit, long window)
+{
+	snprintf(prefix, sizeof(prefix), "t%d-%ld-%d", (int)getpid(), (long)time(NULL), ++prefix_seq);
+	return store_at(prefix, limit, window);
 }
 
 /* Runs a raw command on a side connection (to corrupt or inspect data). */
@@ -315,6 +322,31 @@ START_TEST(test_store_rate_limit_counts_a_repeated_microsecond)
 }
 END_TEST
 
+/*
+ * The limiter's settings are constants of the script text: two workers with
+ * different settings load two scripts (two SHA1s) into one Redis, and each
+ * keeps its own limit on the same sum.
+ */
+START_TEST(test_store_two_configurations_share_one_redis)
+{
+	struct store *two = open_store(2, 60);
+	struct store *five = store_at(prefix, 5, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+
+	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.remaining, 1);
+	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.remaining, 3);      /* the same log: two admissions in it */
+	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(res.remaining, 2);
+	ck_assert_int_eq(res.sum, 3);
+	store_free(two);
+	store_free(five);
+}
+END_TEST
+
 START_TEST(test_store_disabled_limit_reports_nothing)
 {
 	struct store *s = open_store(0, 60);
@@ -388,6 +420,7 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(limits, test_store_is_exact_at_int64_edges, 0, sizeof(edges) / sizeof(edges[0]));
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
 	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
+	tcase_add_test(limits, test_store_two_configurations_share_one_redis);
 	tcase_add_test(limits, test_store_disabled_limit_reports_nothing);
 	tcase_add_test(limits, test_store_parse_int64);
 	tcase_add_loop_test(errors, test_store_corrupt_sum_is_reported_not_reset, 0,
