@@ -1166,15 +1166,23 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 	return status;
 }
 
+/* Writes "{prefix}" (the hash tag every key shares) at out; returns the end. */
+static char *put_hash_tag(const struct store *store, char *out)
+{
+	*out++ = '{';
+	out = stpcpy(out, store->prefix);
+	*out++ = '}';
+	return out;
+}
+
 /* "{prefix}:rl:<identity>" (the prefix and the identity are bounded well below KEY_MAX). */
 static size_t limit_key(const struct store *store, const struct caller *caller, char *out)
 {
 	char *at = out;
 
 	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->limit_id) + 8 <= KEY_MAX, "limit key fits");
-	*at++ = '{';
-	at = stpcpy(at, store->prefix);
-	at = stpcpy(at, "}:rl:");
+	at = put_hash_tag(store, at);
+	at = stpcpy(at, ":rl:");
 	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
 	return (size_t)(at - out);
 }
@@ -1204,9 +1212,8 @@ static size_t idem_key_name(const struct store *store, const struct caller *call
 
 	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->key_id) + IDEM_KEY_MAX + 16 <= KEY_MAX,
 	               "idempotency key name fits");
-	*at++ = '{';
-	at = stpcpy(at, store->prefix);
-	at = stpcpy(at, "}:idem:");
+	at = put_hash_tag(store, at);
+	at = stpcpy(at, ":idem:");
 	at = stpcpy(at, caller->key_id[0] != '\0' ? caller->key_id : "-");
 	*at++ = ':';
 	if (key->len > 0) {
