@@ -84,6 +84,8 @@ os.execvp(sys.argv[1], sys.argv[1:])' "$ROOT/tools/abacus-stack" run >"$RUNDIR/r
 runner=$!
 PIDS+=("$runner")
 check_true "run: comes up" wait_until 15 curl -fs "http://127.0.0.1:$rp1/readyz"
+# The hint is printed after the front ends answer: give it a moment to land.
+wait_until 5 grep -q 'Ctrl-C' "$RUNDIR/run.out" || true
 check_match "run: tells how to stop" 'Ctrl-C' "$(cat "$RUNDIR/run.out")"
 kill -INT -- "-$runner"
 check_true "run: Ctrl-C ends it" wait_until 10 sh -c "! kill -0 $runner 2>/dev/null"
