@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,6 +146,20 @@ static const char *format_second(time_t sec)
 	return cached;
 }
 
+/* This process's pid in decimal, formatted once (a worker never forks). */
+static const char *own_pid(void)
+{
+	static char text[DECIMAL_MAX + 1];
+	static pid_t formatted_for;
+	pid_t pid = getpid();
+
+	if (pid != formatted_for) {
+		text[decimal_format(text, pid)] = '\0';
+		formatted_for = pid;
+	}
+	return text;
+}
+
 bool log_begin(struct log_line *line, enum log_level level, const char *event,
                const char *request_id)
 {
@@ -182,6 +197,9 @@ bool log_begin(struct log_line *line, enum log_level level, const char *event,
 		append_escaped(line, request_id, strlen(request_id));
 		append(line, "\"", 1);
 	}
+	/* Which worker wrote it: several share one error log. */
+	append(line, ",\"pid\":", 7);
+	append(line, own_pid(), strlen(own_pid()));
 	return true;
 }
 

@@ -32,6 +32,7 @@ static const char *output(void)
 START_TEST(test_log_writes_one_json_line)
 {
 	struct log_line l;
+	char expected[256];
 
 	capture();
 	ck_assert(log_begin(&l, LOG_LEVEL_INFO, "sum_added", "req-1"));
@@ -40,8 +41,10 @@ START_TEST(test_log_writes_one_json_line)
 	log_bool(&l, "replayed", false);
 	log_end(&l);
 	ck_assert(strncmp(output(), "{\"ts\":\"", 7) == 0);
-	ck_assert(strstr(output(), "\"level\":\"info\",\"event\":\"sum_added\",\"request_id\":\"req-1\","
-	                           "\"delta\":-5,\"key_id\":\"1a2b3c4d\",\"replayed\":false}\n") != NULL);
+	snprintf(expected, sizeof(expected),
+	         "\"level\":\"info\",\"event\":\"sum_added\",\"request_id\":\"req-1\",\"pid\":%d,"
+	         "\"delta\":-5,\"key_id\":\"1a2b3c4d\",\"replayed\":false}\n", (int)getpid());
+	ck_assert_msg(strstr(output(), expected) != NULL, "%s", output());
 	ck_assert_int_eq(strchr(output(), '\n') - output() + 1, (long)strlen(output()));
 	fclose(stream);
 }
@@ -56,7 +59,7 @@ START_TEST(test_log_filters_by_level)
 	ck_assert(!log_begin(&l, LOG_LEVEL_INFO, "x", NULL));
 	ck_assert(log_begin(&l, LOG_LEVEL_ERROR, "y", NULL));
 	log_end(&l);
-	ck_assert(strstr(output(), "\"event\":\"y\",\"request_id\":null}") != NULL);
+	ck_assert(strstr(output(), "\"event\":\"y\",\"request_id\":null,\"pid\":") != NULL);
 	ck_assert(strstr(output(), "\"event\":\"x\"") == NULL);
 	fclose(stream);
 }
@@ -135,7 +138,8 @@ START_TEST(test_log_line_reaches_stderr_whole)
 	n = pread(fd, got, sizeof(got) - 1, 0);
 	ck_assert_int_gt(n, 0);
 	got[n] = '\0';
-	ck_assert(strstr(got, "\"event\":\"sum_added\",\"request_id\":\"req-2\",\"delta\":7}\n") != NULL);
+	ck_assert(strstr(got, "\"event\":\"sum_added\",\"request_id\":\"req-2\",\"pid\":") != NULL);
+	ck_assert(strstr(got, ",\"delta\":7}\n") != NULL);
 	ck_assert_ptr_eq(strchr(got, '\n'), got + n - 1);
 	close(fd);
 }
