@@ -18,20 +18,32 @@ suite_init() {
   SUITE=$1
   [ "$FRONTEND" = lighttpd ] || SUITE=$SUITE-$FRONTEND
   TMP=$(mktemp -d "/tmp/abacus-$SUITE.XXXXXX")
-  # Started as root, the stacks run their workers as nobody: they must be able
-  # to reach key files and sockets in here.
+  # Started as root, the stacks run their workers as nobody: the tests' own
+  # Redis sockets and key files in here must be reachable by them (the
+  # checkout itself need not be: abacus-stack stages what the workers need).
   chmod 755 "$TMP"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
 }
 
-cleanup() {
+# stop_everything: stops every stack and process the suite started, by PID
+# (workers included: abacus-stack stop waits for them).  Idempotent; suite_end
+# calls it before reading the logs, so what a process prints when it exits
+# (LeakSanitizer's report at SIGTERM, worker_stopped) is read too.
+stop_everything() {
   local s pid
   for s in "${STACKS[@]}"; do stack_env "$s" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1 || true; done
   # Helpers that run in subshells ($(...), < <(...)) record their pids in a file.
   [ -f "$TMP/pids" ] && while read -r pid; do PIDS+=("$pid"); done <"$TMP/pids"
+  : >"$TMP/pids" 2>/dev/null
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  return 0
+}
+
+cleanup() {
+  stop_everything
+  release_ports
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; fi
 }
 
@@ -73,6 +85,8 @@ remember_keys() {
 }
 
 suite_end() {
+  # First stop everything, then read what it all wrote.
+  stop_everything
   # Sanitizer reports in any log of this suite are failures.
   local reports leaks=""
   reports=$(grep -rlE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$TMP" 2>/dev/null || true)
@@ -88,16 +102,55 @@ suite_end() {
   exit $?
 }
 
+# Ports.  Listening ports come from below the kernel's ephemeral range (an
+# outgoing connection can never hold one), and each is claimed in a folder
+# shared by every suite on the machine (mkdir is atomic) until the suite ends:
+# two suites side by side, or two stacks of one suite, never pick the same
+# port, even when free_port runs in a subshell ($(free_port)).
+PORT_CLAIMS=${ABACUS_PORT_CLAIMS:-/tmp/abacus-test-ports}
+
+port_range() {
+  local lo hi
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { lo=32768; hi=60999; }
+  if [ "$lo" -gt 12000 ]; then echo "10000 $((lo - 1))"; else echo "$((hi + 1)) 65000"; fi
+}
+
+# claim_port PORT: 0 if this suite now owns PORT's claim.
+claim_port() {
+  local p=$1 owner
+  mkdir -p "$PORT_CLAIMS" 2>/dev/null && chmod 1777 "$PORT_CLAIMS" 2>/dev/null
+  if ! mkdir "$PORT_CLAIMS/$p" 2>/dev/null; then
+    owner=$(cat "$PORT_CLAIMS/$p/owner" 2>/dev/null)
+    # A claim whose suite is gone is stale: move it aside (atomic), then retry once.
+    [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null && return 1
+    mv "$PORT_CLAIMS/$p" "$PORT_CLAIMS/.stale.$$.$p" 2>/dev/null || return 1
+    rm -rf "$PORT_CLAIMS/.stale.$$.$p"
+    mkdir "$PORT_CLAIMS/$p" 2>/dev/null || return 1
+  fi
+  echo "$$" >"$PORT_CLAIMS/$p/owner"
+}
+
+release_ports() {
+  local d
+  for d in "$PORT_CLAIMS"/[0-9]*; do
+    [ "$(cat "$d/owner" 2>/dev/null)" = "$$" ] && rm -rf "$d"
+  done
+  return 0
+}
+
 free_port() {
-  local p i
-  for i in $(seq 1 200); do
-    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+  local p i lo hi
+  read -r lo hi < <(port_range)
+  for i in $(seq 1 500); do
+    p=$(( (RANDOM * 32768 + RANDOM) % (hi - lo + 1) + lo ))
     case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-      USED_PORTS="$USED_PORTS$p "
-      echo "$p"
-      return 0
+    claim_port "$p" || continue
+    if ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
+      continue      # in use by someone else: keep the claim so nobody retries it
     fi
+    USED_PORTS="$USED_PORTS$p "
+    echo "$p"
+    return 0
   done
   echo "no free port" >&2
   return 1
@@ -117,15 +170,17 @@ wait_until() {
 # Prints "port pid"; data in $TMP/redis-NAME.
 start_redis() {
   local name=$1; shift
-  local port dir
+  local port dir i
   port=$(free_port)
   dir=$TMP/redis-$name
   mkdir -p "$dir"
   redis-server "$ROOT/conf/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --unixsocket "$dir/redis.sock" \
     --unixsocketperm 777 "$@" >/dev/null
-  wait_until 5 redis_ping "$port" || { echo "redis $name did not start" >&2; return 1; }
-  cat "$dir/redis.pid" >>"$TMP/pids"
+  # Record the pid as soon as it exists, so cleanup stops a Redis that never answers.
+  for i in $(seq 1 50); do [ -s "$dir/redis.pid" ] && break; sleep 0.1; done
+  [ -s "$dir/redis.pid" ] && cat "$dir/redis.pid" >>"$TMP/pids"
+  wait_until 5 redis_ping "$port" || { echo "redis $name did not start: $(tail -n 3 "$dir/redis.log" 2>/dev/null)" >&2; return 1; }
   echo "$port $(cat "$dir/redis.pid")"
 }
 
@@ -235,4 +290,44 @@ except socket.timeout:
     pass
 sys.stdout.buffer.write(out)
 ' "$1"
+}
+
+# worker_pids PORT: pids of the abacus.fcgi workers of the front end on PORT
+# of the current STACK (they carry ABACUS_STACK_DIR; lighttpd and nginx do not
+# run as abacus.fcgi).
+worker_pids() {
+  local dir=$STACK/frontend-$1 p
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = abacus.fcgi ] || continue
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_STACK_DIR=$dir" && echo "${p#/proc/}"
+  done | sort -n
+  return 0
+}
+
+# every_worker_adds PORT KEY: concurrent keyed POSTs of +1 through the front
+# end on PORT, in rounds (at most 6), until every one of its workers has
+# logged a sum_added (each log line names its pid).  Sequential requests would
+# all reach the same idle worker; concurrent ones spread.  Fails (and says
+# why) if any attempt got anything but a 200 or some worker never answered.
+# Adds ADDED to the sum.
+every_worker_adds() {
+  local port=$1 key=$2 log=$STACK/frontend-$1/error.log
+  local workers mark round seen missing n out
+  use_load_tool
+  workers=$(worker_pids "$port")
+  n=$(printf '%s\n' "$workers" | grep -c .)
+  ADDED=0
+  [ "$n" -gt 0 ] || { echo "every_worker_adds: no worker found on port $port"; return 1; }
+  mark=$(wc -c <"$log")
+  for round in 1 2 3 4 5 6; do
+    out=$("$LOAD" --target "http://127.0.0.1:$port" --requests $((n * 12)) --concurrency $((n * 3)) \
+            --idempotency --max-retries 0 --api-key "$key" 2>&1)
+    ADDED=$((ADDED + $(printf '%s\n' "$out" | sed -n 's/^succeeded: \([0-9]*\) .*/\1/p')))
+    printf '%s\n' "$out" | grep -q "failed: 0" || { echo "every_worker_adds: not every attempt succeeded: $(printf '%s\n' "$out" | grep -E '^(statuses|succeeded)' | tr '\n' ' ')"; return 1; }
+    seen=$(tail -c +$((mark + 1)) "$log" | grep '"event":"sum_added"' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p' | sort -u)
+    missing=$(comm -23 <(printf '%s\n' "$workers" | sort) <(printf '%s\n' "$seen" | sort))
+    [ -z "$missing" ] && return 0
+  done
+  echo "every_worker_adds: workers $(echo $missing) of port $port never answered"
+  return 1
 }
