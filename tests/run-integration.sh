@@ -4,21 +4,27 @@
 # prints each suite's summary line in order, with the lines it marked
 # "measured: ".  Exit 1 if any suite failed or
 # did not finish with its summary line.
+# Each suite has SUITE_TIMEOUT seconds (300).
 # Run one suite alone with: tests/it_api.sh  (FRONTEND=nginx tests/it_api.sh)
 set -u
 cd "$(dirname "$0")/.."
 # The API suites run against both front-end kinds: "suite@nginx" sets FRONTEND.
 suites=${ABACUS_SUITES:-$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_exactness.sh@nginx}
 jobs=${JOBS:-2}
+limit=${SUITE_TIMEOUT:-300}   # seconds per suite
 out=$(mktemp -d /tmp/abacus-integration.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
 run_suite() { # index suite
-  local i=$1 suite=$2 kind=lighttpd start
+  local i=$1 suite=$2 kind=lighttpd start rc
   case $suite in *@*) kind=${suite#*@}; suite=${suite%@*} ;; esac
   start=$(date +%s)
-  FRONTEND=$kind "$suite" >"$out/$i.log" 2>&1
-  echo "$? $(( $(date +%s) - start )) $kind" >"$out/$i.rc"
+  # A hung suite must not hang `make test`: TERM after the limit (the suite's
+  # trap then stops what it started), KILL 20 s later.
+  FRONTEND=$kind timeout -k 20 "$limit" "$suite" >"$out/$i.log" 2>&1
+  rc=$?
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "TIMEOUT: the suite did not finish within $limit s" >>"$out/$i.log"
+  echo "$rc $(( $(date +%s) - start )) $kind" >"$out/$i.rc"
 }
 
 i=0
