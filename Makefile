@@ -19,7 +19,7 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 REL      := build/release
 TST      := build/test
 
-.PHONY: all test unit integration run deps lint clean bench bench-sweep bench-plot fuzz
+.PHONY: all test unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:
 all: $(REL)/abacus.fcgi tools/abacus-load
 
@@ -90,6 +90,10 @@ $(TST)/check_%: $(TST)/tests/check_%.o $(LIB_SRC:%.c=$(TST)/%.o)
 deps:
 	@tools/deps.sh
 
+# The packages above plus the test-only tools (valgrind, clang, the OpenAPI linter).
+test-deps:
+	@tools/deps.sh test
+
 unit: $(UNITS:%=$(TST)/check_%) $(TST)/abacus.fcgi
 	@tests/run-unit.sh $(UNITS:%=$(TST)/check_%)
 
@@ -98,7 +102,7 @@ integration: $(TST)/abacus.fcgi
 
 # `make test` on a fresh machine: packages, sanitizer build, unit tests, then
 # every integration suite against real servers; stops at the first failure.
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration

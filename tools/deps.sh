@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages abacus builds, runs and tests with, if missing.
-# Used by `make deps` (and so by `make run` and `make test`).
+# Installs what abacus builds, runs and tests with, if missing.
+#   tools/deps.sh        Debian packages (`make deps`, and so `make run`)
+#   tools/deps.sh test   the same, plus the test-only tools: valgrind, the
+#                        fuzzers' clang runtime, git, and the OpenAPI linter
+#                        (@redocly/cli, from the npm registry, into build/tools)
+# `make test` uses the second form: no suite downloads anything.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential pkg-config
@@ -9,21 +14,46 @@ packages=(
   libcurl4-openssl-dev                    # tools/abacus-load
   lighttpd redis-server redis-tools       # local stack, tests
   nginx spawn-fcgi multiwatch             # nginx deployment
-  curl procps iproute2 python3            # tests
+  curl procps iproute2 util-linux python3 # the stack script (ss, setpriv), tests
   python3-yaml python3-jsonschema         # compose file and OpenAPI checks
   cppcheck clang-tidy                     # lint
-  prometheus wrk gnuplot-nox               # metrics tests, benchmarks, the plot
+  prometheus wrk gnuplot-nox              # metrics tests, benchmarks, the plot
 )
+if [ "${1:-}" = test ]; then
+  packages+=(
+    valgrind                              # it_memory
+    clang libclang-rt-14-dev              # make fuzz
+    git ca-certificates                   # .ci/run clones the checkout
+    nodejs npm                            # the OpenAPI linter
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The machine image may have Node.js and npm from elsewhere: that will do.
+if command -v npm >/dev/null; then
+  m=(); for p in "${missing[@]}"; do case $p in nodejs|npm) ;; *) m+=("$p") ;; esac; done
+  missing=("${m[@]}")
+fi
 
-echo "deps: installing ${missing[*]}"
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The OpenAPI linter, pinned, with its telemetry and update check off (the
+# suite that runs it sets the same variables).
+if [ "${1:-}" = test ] && [ ! -x build/tools/node_modules/.bin/redocly ]; then
+  echo "deps: installing @redocly/cli into build/tools"
+  mkdir -p build/tools
+  (cd build/tools && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+     timeout 600 npm install --silent --no-audit --no-fund --prefix . @redocly/cli@2.77.0 >npm.log 2>&1) ||
+    { echo "deps: npm install @redocly/cli failed; see build/tools/npm.log" >&2; exit 1; }
+fi
+exit 0
