@@ -64,16 +64,30 @@ check "start again brings the front end back" 200 "$(curl -s -o /dev/null -w '%{
 check "... with fresh workers only" 2 "$(workers_of "$P2")"
 check "the sum survived" 29 "$(sum_at "$P2" local-dev-key)"
 
+# Started as root, the workers drop to nobody and run from a runtime directory
+# of their own (the checkout may be private); the user's var/ links to it.
+rt1=$(readlink "$STACK/frontend-$P1/run" 2>/dev/null || echo "$STACK/frontend-$P1")
+check_true "the workers' sockets are where the stack says ($rt1)" test -S "$rt1/abacus.sock-0"
+if [ "$(id -u)" -eq 0 ]; then
+  check_match "started as root: the workers run the staged binary" "^/run/abacus-stack/[0-9]+/abacus.fcgi$" \
+    "$(readlink "/proc/$(worker_pids "$P1" | head -n 1)/exe")"
+  check_match "start says where the staged files are" "Workers:  run as nobody; sockets and staged files in /run/abacus-stack/" "$out"
+fi
+
 rpid=$(cat "$STACK/redis/redis.pid")
 stop_stack
 check "stop: no process of front end 1 left" "" "$(processes_of "$STACK/frontend-$P1")"
 check "stop: no process of front end 2 left" "" "$(processes_of "$STACK/frontend-$P2")"
 check "stop: Redis stopped" "" "$(kill -0 "$rpid" 2>/dev/null && echo running)"
-check "stop: no worker socket left" "" "$(ls "$STACK"/frontend-*/abacus.sock-* 2>/dev/null)"
+check "stop: no worker socket left" "" "$(ls "$rt1"/abacus.sock-* "$STACK"/frontend-*/abacus.sock-* 2>/dev/null)"
+check "stop: the runtime directory is gone" "" "$(ls -d "$rt1" 2>/dev/null)"
 
 # ---- `run` (what `make run` does): foreground, Ctrl-C stops everything ----
 RUNDIR=$TMP/run; mkdir -p "$RUNDIR"
 rp1=$(free_port); rrp=$(free_port)
+# Known to cleanup too, should the runner outlive this suite's checks.
+printf 'ABACUS_VAR_DIR=%s\nABACUS_PORTS=%s\nABACUS_REDIS_PORT=%s\n' "$RUNDIR" "$rp1" "$rrp" >"$RUNDIR/stack.env"
+STACKS+=("$RUNDIR")
 ABACUS_VAR_DIR=$RUNDIR ABACUS_PORTS=$rp1 ABACUS_REDIS_PORT=$rrp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
   python3 -c '
 import os, signal, sys
@@ -91,6 +105,95 @@ kill -INT -- "-$runner"
 check_true "run: Ctrl-C ends it" wait_until 10 sh -c "! kill -0 $runner 2>/dev/null"
 check "run: nothing left behind" "" "$(processes_of "$RUNDIR/frontend-$rp1")"
 check "run: Redis stopped" "" "$(redis-cli -p "$rrp" ping 2>/dev/null)"
+
+# ---- a port already taken: refused before anything starts, naming the port ----
+taken=$(free_port); other=$(free_port); trp=$(free_port)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$taken" &
+PIDS+=("$!")
+wait_until 5 sh -c "ss -Hltn '( sport = :$taken )' | grep -q ."
+TAKEN=$TMP/taken; mkdir -p "$TAKEN"
+out=$(ABACUS_VAR_DIR=$TAKEN ABACUS_PORTS="$other $taken" ABACUS_REDIS_PORT=$trp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
+  "$ROOT/tools/abacus-stack" start 2>&1)
+check "port taken: start exits 1" 1 "$?"
+check_match "port taken: says which port" "port $taken \(ABACUS_PORTS\) is already in use \(\"python3\"" "$out"
+check "port taken: no Redis left" "" "$(redis-cli -p "$trp" ping 2>/dev/null)"
+check "port taken: no front end left" "" "$(processes_of "$TAKEN/frontend-$other")"
+
+# ---- a front end that fails after Redis and another front end started:
+# everything is undone, and the message quotes the log line that says why.
+# Its port is bound but not listening (a client's socket): the check before
+# the start cannot see it, lighttpd's bind fails. ----
+FAILDIR=$TMP/fail; mkdir -p "$FAILDIR"
+fp1=$(free_port); fp2=$(free_port); frp=$(free_port)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); time.sleep(60)' "$fp2" &
+PIDS+=("$!")
+sleep 0.5
+out=$(ABACUS_VAR_DIR=$FAILDIR ABACUS_PORTS="$fp1 $fp2" ABACUS_REDIS_PORT=$frp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
+  "$ROOT/tools/abacus-stack" start 2>&1)
+check "failed start: exit 1" 1 "$?"
+check_match "failed start: names the front end" "front end on port $fp2 did not answer" "$out"
+check_match "failed start: quotes lighttpd's reason" "> .*can't bind to socket: 127.0.0.1:$fp2: Address already in use" "$out"
+check_match "failed start: says nothing is left" "nothing was left running" "$out"
+check "failed start: Redis stopped" "" "$(redis-cli -p "$frp" ping 2>/dev/null)"
+check "failed start: the first front end stopped" "" "$(processes_of "$FAILDIR/frontend-$fp1")"
+check "failed start: the second front end left nothing" "" "$(processes_of "$FAILDIR/frontend-$fp2")"
+out=$(ABACUS_VAR_DIR=$FAILDIR ABACUS_PORTS="$fp1 70000" ABACUS_REDIS_PORT=$frp ABACUS_BIN=$BIN "$ROOT/tools/abacus-stack" start 2>&1)
+check_match "a port out of range is refused up front" "^abacus-stack: port 70000 \(ABACUS_PORTS\) is not a TCP port" "$out"
+
+# ---- from a private (0700) checkout: as root (workers drop to nobody), and
+# as an unprivileged user ----
+# mini_checkout DIR OWNER: what abacus-stack needs of a checkout, in DIR (0700).
+mini_checkout() {
+  mkdir -p "$1/tools" "$1/docs" "$1/build"
+  cp -r "$ROOT/conf" "$1/"
+  cp "$ROOT/tools/abacus-stack" "$1/tools/"
+  cp "$ROOT/docs/openapi.yaml" "$1/docs/"
+  cp "$BIN" "$1/build/abacus.fcgi"
+  chown -R "$2" "$1"
+  chmod 700 "$1"
+}
+# private_case LABEL DIR AS...: starts a one-front-end stack from DIR with AS
+# (a command prefix), checks it serves, stops it, checks nothing is left.
+private_case() {
+  local label=$1 dir=$2; shift 2
+  local pp prp out
+  pp=$(free_port); prp=$(free_port)
+  printf 'ABACUS_VAR_DIR=%s\nABACUS_PORTS=%s\nABACUS_REDIS_PORT=%s\n' "$dir/var" "$pp" "$prp" >"$TMP/$label.env"
+  out=$(cd "$dir" && "$@" env ABACUS_PORTS="$pp" ABACUS_REDIS_PORT="$prp" ABACUS_WORKERS=2 \
+          ABACUS_BIN="$dir/build/abacus.fcgi" tools/abacus-stack start 2>&1)
+  check "$label: start exit 0" 0 "$?"
+  [ -d "$dir/var" ] && STACKS+=("$dir/var") && cp "$TMP/$label.env" "$dir/var/stack.env"
+  post "$pp" local-dev-key "private-$pp" 6
+  check "$label: POST" "200 6" "$STATUS $(json current_sum)"
+  req GET "http://127.0.0.1:$pp/abacus/sum" -H 'X-API-Key: local-dev-key'
+  check "$label: GET" "200 6" "$STATUS $(json current_sum)"
+  req GET "http://127.0.0.1:$pp/openapi.yaml"
+  check "$label: /openapi.yaml served" 200 "$STATUS"
+  check "$label: the workers run as $PRIVATE_USER" "$PRIVATE_USER" \
+    "$(for p in $(STACK=$dir/var worker_pids "$pp"); do ps -o user= -p "$p"; done | sort -u | tr -d ' \n')"
+  (cd "$dir" && "$@" env ABACUS_PORTS="$pp" ABACUS_REDIS_PORT="$prp" tools/abacus-stack stop >/dev/null 2>&1)
+  check "$label: stop leaves no process" "" "$(processes_of "$dir/var/frontend-$pp")"
+  check "$label: stop leaves no Redis" "" "$(redis-cli -p "$prp" ping 2>/dev/null)"
+  [ -n "$out" ] || true
+}
+if [ "$(id -u)" -eq 0 ]; then
+  mini_checkout "$TMP/private-root" root
+  PRIVATE_USER=nobody private_case "private checkout as root" "$TMP/private-root"
+  check "private checkout as root: the runtime directory is gone" "" \
+    "$(ls -d /run/abacus-stack/"$(printf '%s' "$TMP/private-root/var" | cksum | cut -d' ' -f1)" 2>/dev/null)"
+  mini_checkout "$TMP/private-nobody" nobody
+  PRIVATE_USER=nobody private_case "private checkout as nobody" "$TMP/private-nobody" \
+    setpriv --reuid nobody --regid nogroup --clear-groups
+else
+  mkdir -p "$TMP/private-user"
+  mini_checkout "$TMP/private-user" "$(id -un)"
+  PRIVATE_USER=$(id -un) private_case "private checkout as $(id -un)" "$TMP/private-user"
+fi
 
 # ---- ABACUS_RUN_AS= (empty) keeps the workers as the starting user ----
 WORKERS=1 start_stack asis ABACUS_RUN_AS= || exit 1
