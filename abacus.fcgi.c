@@ -48,10 +48,16 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 		[STORE_OVERFLOW] = { PROBLEM_OUT_OF_RANGE, "the result would leave the int64 range; the sum is unchanged" },
 		[STORE_NOT_INTEGER] = { PROBLEM_SUM_NOT_INTEGER, "the stored sum is not an integer; an operator must repair it" },
 		[STORE_RATE_LIMITED] = { PROBLEM_RATE_LIMITED, "rate limit exceeded; retry after Retry-After seconds" },
-		[STORE_UNAVAILABLE] = { PROBLEM_REDIS_UNAVAILABLE, "Redis is unreachable or refusing writes; retry shortly" },
-		[STORE_NOT_REPLICATED] = { PROBLEM_REDIS_UNAVAILABLE,
-		                           "the change reached the Redis master but not enough replicas in time; "
-		                           "retry with the same Idempotency-Key" },
+		[STORE_UNAVAILABLE] = { PROBLEM_REDIS_UNAVAILABLE,
+		                        "Redis is unreachable or refusing; nothing was changed; retry shortly" },
+		[STORE_FULL] = { PROBLEM_REDIS_FULL,
+		                 "Redis is out of memory and refuses changes; nothing was changed; reads still work" },
+		[STORE_OUTCOME_UNKNOWN] = { PROBLEM_OUTCOME_UNKNOWN,
+		                            "the change was sent to Redis and no answer came in time: it may have been "
+		                            "applied; retry with the same Idempotency-Key, or read the sum first" },
+		[STORE_NOT_REPLICATED] = { PROBLEM_NOT_REPLICATED,
+		                           "the change was applied on the Redis master but not enough replicas confirmed "
+		                           "it in time; retry with the same Idempotency-Key (it replays)" },
 	};
 	struct log_line l;
 
@@ -62,7 +68,7 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 	else if (status == STORE_KEY_CONFLICT)
 		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
 	http_problem(r, failures[status].problem, failures[status].detail);
-	if (status == STORE_UNAVAILABLE || status == STORE_NOT_REPLICATED)
+	if (http_problem_info(failures[status].problem)->status == 503)
 		http_add_header(r, "Retry-After", "1");
 	if (status != STORE_UNAVAILABLE &&
 	    log_begin(&l, LOG_LEVEL_WARN, store_strerror(status), r->request_id)) {

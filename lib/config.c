@@ -719,6 +719,16 @@ bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t 
 	if (!load_redis(cfg, lookup, err, errlen) || !load_auth(cfg, lookup, err, errlen) ||
 	    !load_limits(cfg, lookup, err, errlen) || !load_metrics(cfg, lookup, err, errlen))
 		goto err;
+	/*
+	 * A change that reached too few replicas is answered 503 not-replicated
+	 * although it was applied: only a keyed addition can be retried safely
+	 * after that (it replays), so replication needs the keys.
+	 */
+	if (cfg->redis_min_replicas > 0 && !cfg->idempotency_required) {
+		fail(err, errlen, "ABACUS_REDIS_MIN_REPLICAS>0 needs ABACUS_IDEMPOTENCY_REQUIRED=true "
+		     "(a retry after not-replicated would add twice)");
+		goto err;
+	}
 	return true;
 err:
 	config_free(cfg);

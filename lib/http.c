@@ -29,6 +29,9 @@ static const struct problem_info problems[PROBLEM_COUNT] = {
 	[PROBLEM_RATE_LIMITED] = { 429, "rate-limited", "Too many requests" },
 	[PROBLEM_SUM_NOT_INTEGER] = { 500, "sum-not-integer", "Stored sum is not an integer" },
 	[PROBLEM_REDIS_UNAVAILABLE] = { 503, "redis-unavailable", "Storage unavailable" },
+	[PROBLEM_REDIS_FULL] = { 503, "redis-full", "Storage full" },
+	[PROBLEM_OUTCOME_UNKNOWN] = { 503, "outcome-unknown", "Outcome unknown" },
+	[PROBLEM_NOT_REPLICATED] = { 503, "not-replicated", "Change not confirmed by replicas" },
 };
 
 const struct problem_info *http_problem_info(enum problem p)

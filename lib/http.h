@@ -44,7 +44,10 @@ enum problem {
 	PROBLEM_IDEMPOTENCY_CONFLICT,   /* 422 key reused with another number */
 	PROBLEM_RATE_LIMITED,           /* 429 over the rate limit */
 	PROBLEM_SUM_NOT_INTEGER,        /* 500 the stored sum is corrupt */
-	PROBLEM_REDIS_UNAVAILABLE,      /* 503 Redis down, slow or refusing writes */
+	PROBLEM_REDIS_UNAVAILABLE,      /* 503 Redis down, slow or refusing; nothing changed */
+	PROBLEM_REDIS_FULL,             /* 503 Redis out of memory: a change refused, nothing changed */
+	PROBLEM_OUTCOME_UNKNOWN,        /* 503 a change was sent, no answer came: maybe applied */
+	PROBLEM_NOT_REPLICATED,         /* 503 applied on the master, too few replicas confirmed it */
 	PROBLEM_COUNT
 };
 

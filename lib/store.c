@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -18,7 +20,8 @@
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_MAX_SENTINEL_MS 250
 #define KEY_MAX 512
-#define SCRIPT_MAX 4096         /* a script's text: header and body (~2,000 bytes) */
+#define SCRIPT_MAX 4096
+#define TOKEN_LEN 16            /* an attempt token: 64 bits in hex */         /* a script's text: header and body (~2,000 bytes) */
 
 /*
  * ---------------------------------------------------------------------------
@@ -57,10 +60,22 @@
  * ---------------------------------------------------------------------------
  */
 
-/* The first lines of every script: its constants (store_new formats them). */
+/*
+ * The first lines of every script: its flags and its constants (store_new
+ * formats them).  GET alone is `allow-oom`: a full Redis (noeviction) still
+ * answers reads, and lets a read record its one small limiter entry (at most
+ * the limit per caller, gone a window later); additions and sets are refused
+ * before they run.
+ */
 #define SCRIPT_HEADER \
-	"#!lua\n" \
+	"#!lua%s\n" \
 	"local MAX, WINDOW_US, WINDOW_MS, TTL, WAITS = %ld, %lld, '%lld', '%ld', %s\n"
+
+/*
+ * How long a change remembers the attempt token that made it (see "Resends"
+ * below): a resend comes within one request's deadline, seconds at most.
+ */
+#define OP_TTL "'60'"
 
 /*
  * The limiter's two halves, pasted into each script (a Lua function would be
@@ -112,8 +127,20 @@
  * off.  An admitted request's budget is full again one window later.
  */
 
+/*
+ * Resends.  A worker whose connection breaks after it sent a script cannot
+ * know whether the script ran; it resends once on a new connection (a Redis
+ * restart shows up exactly so).  A blind resend of a set could erase an
+ * addition acknowledged in between, and a resent addition would look like a
+ * client's replay.  So every change records the worker's attempt token (ARGV
+ * tok, unique per request) in the same script, and a resend (ARGV resend =
+ * '1') that finds its own token answers as the first attempt did: applied,
+ * once, not a replay.
+ */
+
 /* KEYS: sum, rl. */
 static const char script_get[] =
+	"-- abacus:get\n"
 	LUA_BUDGET("KEYS[2]")
 	"local v = redis.pcall('GET', KEYS[1])\n"
 	"local reply\n"
@@ -121,8 +148,11 @@ static const char script_get[] =
 	LUA_ADMIT("KEYS[2]");
 
 /*
- * KEYS: sum, idem, rl.  ARGV: delta, use_idem ('1' or '0').
- * The record is "<delta> <sum after>"; a replay returns that sum.  When the
+ * KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
+ * ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
+ * The record is "<delta> <sum after> <tok>" (records written before tokens
+ * have no tok); a replay returns that sum, a resend of the attempt that wrote
+ * it answers ok.  Without a key the record lives OP_TTL, only for resends.  When the
  * caller WAITs for replicas (WAITS), a replay rewrites the record
  * unchanged: WAIT only covers this connection's own writes, and the rewrite,
  * replicated after the original, makes WAIT confirm the original too.
@@ -131,15 +161,18 @@ static const char script_get[] =
  * An error other than overflow or a non-integer sum is returned as it is.
  */
 static const char script_add[] =
+	"-- abacus:add\n"
 	LUA_BUDGET("KEYS[3]")
 	"local use_idem = ARGV[2] == '1'\n"
-	"local rec = use_idem and redis.call('GET', KEYS[2])\n"
+	"local rec = (use_idem or ARGV[4] == '1') and redis.call('GET', KEYS[2])\n"
 	"local reply\n"
 	"if rec then\n"
 	"  local sp = string.find(rec, ' ', 1, true)\n"
 	"  if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
+	"    local sp2 = string.find(rec, ' ', sp + 1, true)\n"
+	"    local mine = sp2 and string.sub(rec, sp2 + 1) == ARGV[3]\n"
 	"    if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"    reply = 'replay ' .. left .. ' ' .. string.sub(rec, sp + 1)\n"
+	"    reply = (mine and 'ok ' or 'replay ') .. left .. ' ' .. string.sub(rec, sp + 1, sp2 and sp2 - 1 or -1)\n"
 	"  else\n"
 	"    reply = 'conflict ' .. left\n"
 	"  end\n"
@@ -155,18 +188,26 @@ static const char script_add[] =
 	"    end\n"
 	"  else\n"
 	"    local s = redis.call('GET', KEYS[1])\n"
-	"    if use_idem then redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s, 'EX', TTL) end\n"
+	"    redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or " OP_TTL ")\n"
 	"    reply = 'ok ' .. left .. ' ' .. s\n"
 	"  end\n"
 	"end\n"
 	LUA_ADMIT("KEYS[3]");
 
-/* KEYS: sum, rl.  ARGV: value. */
+/*
+ * KEYS: sum, {prefix}:op:<tok>, rl.  ARGV: value, tok, resend.  A resend
+ * whose token is recorded was applied: it sets nothing again (an addition
+ * acknowledged since then stays).
+ */
 static const char script_set[] =
-	LUA_BUDGET("KEYS[2]")
-	"redis.call('SET', KEYS[1], ARGV[1])\n"
+	"-- abacus:set\n"
+	LUA_BUDGET("KEYS[3]")
+	"if ARGV[3] ~= '1' or redis.call('EXISTS', KEYS[2]) == 0 then\n"
+	"  redis.call('SET', KEYS[1], ARGV[1])\n"
+	"  redis.call('SET', KEYS[2], '1', 'EX', " OP_TTL ")\n"
+	"end\n"
 	"local reply = 'ok ' .. left .. ' ' .. ARGV[1]\n"
-	LUA_ADMIT("KEYS[2]");
+	LUA_ADMIT("KEYS[3]");
 
 enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
 
@@ -174,6 +215,13 @@ static const enum metrics_redis_op script_ops[SCRIPT_COUNT] = {
 	[SCRIPT_GET] = METRICS_OP_GET,
 	[SCRIPT_ADD] = METRICS_OP_ADD,
 	[SCRIPT_SET] = METRICS_OP_SET,
+};
+
+/* Each script's flags (after "#!lua"). */
+static const char *const script_flags[SCRIPT_COUNT] = {
+	[SCRIPT_GET] = " flags=allow-oom",
+	[SCRIPT_ADD] = "",
+	[SCRIPT_SET] = "",
 };
 
 /* The script texts after their header. */
@@ -203,16 +251,22 @@ struct store {
 
 	/* The scripts: header (this configuration's constants) + body. */
 	char script[SCRIPT_COUNT][SCRIPT_MAX];
+
+	/* Attempt tokens (see "Resends"): a random start, then one per change. */
+	uint64_t token_next;
 };
 
 /* One script to run, and how. */
 struct script_call {
 	enum script_id id;
 	int argc;
+	int nkeys;
 	const char **argv;
 	size_t *argvlen;
-	bool retry_safe;        /* repeating it after a lost reply cannot add twice */
+	int resend_arg;         /* argv index of the resend flag ('0' -> '1'); 0: none */
 	bool wait;              /* WAIT for min_replicas in the same round trip */
+	bool changes;           /* it changes the sum: a lost reply leaves the outcome unknown */
+	bool maybe_applied;     /* sent, and no reply came: it may have run */
 	long long acked;        /* WAIT's answer: replicas that have the write */
 };
 
@@ -260,6 +314,8 @@ const char *store_strerror(enum store_status status)
 		[STORE_RATE_LIMITED] = "rate_limited",
 		[STORE_UNAVAILABLE] = "unavailable",
 		[STORE_NOT_REPLICATED] = "not_replicated",
+		[STORE_OUTCOME_UNKNOWN] = "outcome_unknown",
+		[STORE_FULL] = "redis_full",
 	};
 
 	return status < STORE_STATUS_COUNT ? names[status] : "?";
@@ -300,10 +356,11 @@ void store_options_from_config(struct store_options *opt, const struct config *c
 }
 
 /* Header with the constants of this configuration, then the body.  False if it does not fit. */
-static bool format_script(char *out, size_t cap, const struct store_options *opt, const char *body)
+static bool format_script(char *out, size_t cap, const struct store_options *opt,
+                          const char *flags, const char *body)
 {
 	long long window_us = (long long)opt->rate_limit_window_seconds * 1000000LL;
-	int n = snprintf(out, cap, SCRIPT_HEADER, opt->rate_limit_requests, window_us,
+	int n = snprintf(out, cap, SCRIPT_HEADER, flags, opt->rate_limit_requests, window_us,
 	                 window_us / 1000, opt->idempotency_ttl_seconds,
 	                 opt->min_replicas > 0 ? "true" : "false");
 	size_t body_len = strlen(body);
@@ -325,8 +382,11 @@ struct store *store_new(const struct store_options *opt)
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
 	store->slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
+	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
+		store->token_next = ((uint64_t)getpid() << 32) ^ now_us();
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
-		if (!format_script(store->script[i], sizeof(store->script[i]), opt, script_bodies[i])) {
+		if (!format_script(store->script[i], sizeof(store->script[i]), opt, script_flags[i],
+		                   script_bodies[i])) {
 			free(store);
 			return NULL;
 		}
@@ -938,7 +998,9 @@ static bool reload_script(struct store *store, enum script_id id)
  * to the node named, ASK runs it once on the node named, TRYAGAIN pauses,
  * READONLY/MASTERDOWN (sentinel, cluster) asks again where the master is.
  * If a connection that was already open turns out to be dead (Redis
- * restarted), reconnects and retries once when call->retry_safe.
+ * restarted), reconnects and resends once, flagged as a resend: the script
+ * recognises its own earlier attempt (see "Resends").  A script sent without
+ * a reply (call->maybe_applied) may have run.
  * Returns the reply (caller frees) or NULL.
  */
 static redisReply *run_script(struct store *store, struct script_call *call)
@@ -946,13 +1008,12 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 	uint64_t deadline = now_ms() + (uint64_t)store->opt.connect_timeout_ms +
 	                    (uint64_t)store->opt.command_timeout_ms;
 	static const char *const digits[] = { "0", "1", "2", "3" };
-	const int nkeys = call->id == SCRIPT_ADD ? 3 : 2;
-	bool reloaded = false, retry_safe = call->retry_safe;
+	bool reloaded = false, resent = false;
 	int moves = 0;
 
 	call->argv[0] = "EVALSHA";
 	call->argvlen[0] = 7;
-	call->argv[2] = digits[nkeys];
+	call->argv[2] = digits[call->nkeys];
 	call->argvlen[2] = 1;
 	for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
 		bool was_open = store->ctx != NULL;
@@ -972,16 +1033,27 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 			int err = store->ctx->err;
 			int saved_errno = errno;
 
+			/*
+			 * Redis runs only a command it received whole: a write that failed
+			 * (hiredis keeps what it could not send) ran nothing.
+			 */
+			if (sdslen(store->ctx->obuf) == 0)
+				call->maybe_applied = true;
 			disconnect(store, store->ctx->errstr);
 			/*
 			 * A socket that went stale while idle (Redis restarted) fails with
-			 * EOF or a reset: reconnect and retry once if a repeat is harmless.
-			 * A timeout (EAGAIN) is never retried: the deadline is spent.
+			 * EOF or a reset: reconnect and resend once, flagged, so the script
+			 * recognises its own attempt.  A timeout (EAGAIN) is never resent:
+			 * the deadline is spent.
 			 */
-			if (was_open && retry_safe && (err == REDIS_ERR_EOF || err == REDIS_ERR_IO) &&
+			if (was_open && !resent && (err == REDIS_ERR_EOF || err == REDIS_ERR_IO) &&
 			    saved_errno != EAGAIN && saved_errno != EWOULDBLOCK) {
 				store->next_attempt_ms = 0;
-				retry_safe = false;
+				resent = true;
+				if (call->resend_arg > 0) {
+					call->argv[call->resend_arg] = "1";
+					call->argvlen[call->resend_arg] = 1;
+				}
 				continue;
 			}
 			return NULL;
@@ -1020,6 +1092,8 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 				return reply;
 			freeReplyObject(reply);
 			reply = run_script_asking(store, &node, call, deadline);
+			if (reply == NULL)
+				call->maybe_applied = true;     /* it may have run there */
 			if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
 			    topology_classify(reply->str, &node) != TOPOLOGY_ERR_TRYAGAIN)
 				return reply;
@@ -1091,7 +1165,8 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 
 	if (reply->type == REDIS_REPLY_ERROR) {
 		log_redis_error(op, reply->str);
-		return STORE_UNAVAILABLE;
+		/* A full Redis (noeviction) refuses a writing script before it runs. */
+		return strncmp(reply->str, "OOM ", 4) == 0 ? STORE_FULL : STORE_UNAVAILABLE;
 	}
 	if (reply->type != REDIS_REPLY_STRING) {
 		log_redis_error(op, "unexpected reply shape");
@@ -1147,7 +1222,7 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 	enum store_status status;
 
 	if (reply == NULL)
-		return STORE_UNAVAILABLE;
+		return call->changes && call->maybe_applied ? STORE_OUTCOME_UNKNOWN : STORE_UNAVAILABLE;
 	status = decode_reply(reply, store, res, op);
 	freeReplyObject(reply);
 	if (call->wait && (status == STORE_OK || status == STORE_REPLAYED) &&
@@ -1193,8 +1268,8 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	char rl[KEY_MAX];
 	const char *argv[5];
 	size_t argvlen[5];
-	struct script_call call = { .id = SCRIPT_GET, .argc = 5, .argv = argv, .argvlen = argvlen,
-	                            .retry_safe = true };
+	struct script_call call = { .id = SCRIPT_GET, .argc = 5, .nkeys = 2, .argv = argv,
+	                            .argvlen = argvlen };
 
 	memset(res, 0, sizeof(*res));
 	argv[3] = store->sum_key;
@@ -1227,47 +1302,83 @@ static size_t idem_key_name(const struct store *store, const struct caller *call
 	return (size_t)(at - out);
 }
 
+/* A new attempt token (see "Resends"): 16 hex digits. */
+static size_t next_token(struct store *store, char out[TOKEN_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	/* An odd step visits every 64-bit value before repeating. */
+	uint64_t t = store->token_next += 0x9e3779b97f4a7c15ULL;
+
+	for (int i = TOKEN_LEN - 1; i >= 0; i--, t >>= 4)
+		out[i] = hex[t & 15];
+	out[TOKEN_LEN] = '\0';
+	return TOKEN_LEN;
+}
+
+/* "{prefix}:op:<token>": where a change without an Idempotency-Key leaves its token. */
+static size_t op_key(const struct store *store, const char *token, char *out)
+{
+	char *at = put_hash_tag(store, out);
+
+	at = stpcpy(at, ":op:");
+	at = stpcpy(at, token);
+	return (size_t)(at - out);
+}
+
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
-	char rl[KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX];
-	const char *argv[8];
-	size_t argvlen[8];
-	/* Without a key a repeat would add twice: never retry that after a lost reply. */
-	struct script_call call = { .id = SCRIPT_ADD, .argc = 8, .argv = argv, .argvlen = argvlen,
-	                            .retry_safe = key->len > 0, .wait = store->opt.min_replicas > 0 };
+	char rl[KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX], token[TOKEN_LEN + 1];
+	char resend[2] = "0";
+	const char *argv[10];
+	size_t argvlen[10];
+	struct script_call call = { .id = SCRIPT_ADD, .argc = 10, .nkeys = 3, .argv = argv,
+	                            .argvlen = argvlen, .resend_arg = 9, .changes = true,
+	                            .wait = store->opt.min_replicas > 0 };
 
 	memset(res, 0, sizeof(*res));
+	argvlen[8] = next_token(store, token);
+	argv[8] = token;
 	argv[3] = store->sum_key;
 	argvlen[3] = strlen(store->sum_key);
 	argv[4] = idem;
-	argvlen[4] = idem_key_name(store, caller, key, idem);
+	argvlen[4] = key->len > 0 ? idem_key_name(store, caller, key, idem) : op_key(store, token, idem);
 	argv[5] = rl;
 	argvlen[5] = limit_key(store, caller, rl);
 	argv[6] = d;
 	argvlen[6] = decimal_format(d, delta);
 	argv[7] = key->len > 0 ? "1" : "0";
 	argvlen[7] = 1;
+	argv[9] = resend;
+	argvlen[9] = 1;
 	return finish(run_script(store, &call), store, &call, res, "add");
 }
 
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
                             struct store_result *res)
 {
-	char rl[KEY_MAX], v[24];
-	const char *argv[6];
-	size_t argvlen[6];
-	struct script_call call = { .id = SCRIPT_SET, .argc = 6, .argv = argv, .argvlen = argvlen,
-	                            .retry_safe = true, .wait = store->opt.min_replicas > 0 };
+	char rl[KEY_MAX], op[KEY_MAX], v[24], token[TOKEN_LEN + 1];
+	char resend[2] = "0";
+	const char *argv[9];
+	size_t argvlen[9];
+	struct script_call call = { .id = SCRIPT_SET, .argc = 9, .nkeys = 3, .argv = argv,
+	                            .argvlen = argvlen, .resend_arg = 8, .changes = true,
+	                            .wait = store->opt.min_replicas > 0 };
 
 	memset(res, 0, sizeof(*res));
 	snprintf(v, sizeof(v), "%" PRId64, value);
+	argvlen[7] = next_token(store, token);
+	argv[7] = token;
 	argv[3] = store->sum_key;
 	argvlen[3] = strlen(store->sum_key);
-	argv[4] = rl;
-	argvlen[4] = limit_key(store, caller, rl);
-	argv[5] = v;
-	argvlen[5] = strlen(v);
+	argv[4] = op;
+	argvlen[4] = op_key(store, token, op);
+	argv[5] = rl;
+	argvlen[5] = limit_key(store, caller, rl);
+	argv[6] = v;
+	argvlen[6] = strlen(v);
+	argv[8] = resend;
+	argvlen[8] = 1;
 	return finish(run_script(store, &call), store, &call, res, "set");
 }
 

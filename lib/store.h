@@ -19,6 +19,13 @@
  * the Redis Cluster master of the {prefix} slot (CLUSTER SLOTS, MOVED, ASK).
  * With min_replicas > 0 every write is followed, in the same round trip, by
  * WAIT; too few replicas answers STORE_NOT_REPLICATED.
+ *
+ * A change whose reply is lost on a connection that was open is resent once
+ * on a new one; the script recognises its own first attempt by a token it
+ * recorded, so a resend never applies twice, never undoes a change made in
+ * between and is never reported as a client's replay.  When no answer comes
+ * at all (a timeout, or the resend failing too) the outcome is
+ * STORE_OUTCOME_UNKNOWN.
  */
 
 #include <stdbool.h>
@@ -37,8 +44,10 @@ enum store_status {
 	STORE_OVERFLOW,         /* the sum would leave int64; nothing changed */
 	STORE_NOT_INTEGER,      /* the stored sum is not an integer; nothing changed */
 	STORE_RATE_LIMITED,     /* over the caller's rate limit; nothing changed */
-	STORE_UNAVAILABLE,      /* Redis unreachable, timed out or refusing writes */
+	STORE_UNAVAILABLE,      /* Redis unreachable, refusing, or no answer to a read; nothing changed */
 	STORE_NOT_REPLICATED,   /* applied on the master, but WAIT saw too few replicas */
+	STORE_OUTCOME_UNKNOWN,  /* a change was sent and no answer came: it may have been applied */
+	STORE_FULL,             /* Redis is out of memory (noeviction): the change was refused */
 	STORE_STATUS_COUNT
 };
 

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Exactly once, forced at every fault point between a worker and Redis
+# (docs/API.md, "When Redis does not answer").  A fault proxy
+# (tests/faultproxy.py) sits between front end A's worker and Redis and, on
+# command, for the nth EVALSHA of a script: drops its reply after Redis ran it
+# and resets the connection (at once, or held until the test releases it),
+# delivers the reply after the deadline, resets before the command is sent,
+# adds latency, or refuses connections.  Front end B talks to Redis directly.
+# For each operation x fault: what the client was told, the sum afterwards,
+# Idempotent-Replayed only on a real replay, the log events, the metrics.
+set -u
+. "$(dirname "$0")/lib.sh"
+suite_init exactly-once
+KEY=eo-key-$RANDOM
+
+read -r RP _ < <(start_redis main) || exit 1
+PX=$(free_port); PC=$(free_port)
+python3 "$ROOT/tests/faultproxy.py" "$PX" "$RP" "$PC" >"$TMP/proxy.log" 2>&1 &
+PIDS+=("$!")
+ctl() {
+  python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall((" ".join(sys.argv[2:]) + "\n").encode())
+print(s.makefile().readline().strip())' "$PC" "$@"
+}
+wait_until 5 ctl STATUS || { echo "the fault proxy did not start: $(cat "$TMP/proxy.log")"; exit 1; }
+
+# A: through the proxy (keyless additions allowed, to test those too); B: direct.
+WORKERS=1 start_stack a REDIS_URL="redis://127.0.0.1:$PX/0" ABACUS_API_KEYS="$KEY" \
+  ABACUS_IDEMPOTENCY_REQUIRED=false ABACUS_RATE_LIMIT_REQUESTS=1000000 \
+  ABACUS_REDIS_TIMEOUT_MS=1000 ABACUS_REDIS_CONNECT_TIMEOUT_MS=500 || exit 1
+A=$P1; ALOG=$STACK/frontend-$P1/error.log; ASTACK=$STACK
+WORKERS=1 start_stack b REDIS_URL="redis://127.0.0.1:$RP/0" ABACUS_API_KEYS="$KEY" \
+  ABACUS_RATE_LIMIT_REQUESTS=1000000 || exit 1
+B=$P1
+
+direct_sum() { redis-cli -p "$RP" get '{abacus}:sum'; }
+sum_is() { [ "$(direct_sum)" = "$1" ]; }
+set_direct() { redis-cli -p "$RP" set '{abacus}:sum' "$1" >/dev/null; }
+# events REQUEST_ID EVENT: how many log lines of that request have that event.
+events() { cat "$ALOG" "$STACK/frontend-$B/error.log" | grep -F "\"request_id\":\"$1\"" | grep -c "\"event\":\"$2\""; }
+replays_counted() { curl -s "http://127.0.0.1:$A/metrics" | awk '$1 == "abacus_idempotent_replays_total" {print $2}'; }
+# warm: A's worker has an open connection (the faults below hit a connection
+# that was open, as after a Redis restart), and its scripts are known to the proxy.
+warm() { req GET "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY"; }
+held_is() { ctl STATUS | grep -q "held=$1 "; }
+post_a() { # post_a REQUEST_ID IDEM NUMBER (IDEM "" = no key)
+  local idem=()
+  [ -n "$2" ] && idem=(-H "Idempotency-Key: $2")
+  req POST "http://127.0.0.1:$A/abacus/number" -H "X-API-Key: $KEY" -H "X-Request-ID: $1" "${idem[@]}" \
+    -H 'Content-Type: application/json' --data-binary "{\"number\": $3}"
+}
+put_a() { req PUT "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY" -H "X-Request-ID: $1" \
+  -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
+problem_type() { json type; }
+
+warm
+check "the proxy learned the scripts' SHAs" 3 "$(ctl SCRIPTS | grep -oE '(get|add|set)=[0-9a-f]{40}' | wc -l)"
+
+# ---- the issue's sequence: a PUT whose reply is lost while B adds 5 ----
+set_direct 100; warm
+ctl ARM drop script:set 1 wait >/dev/null
+( put_a put-lost 1000; echo "$STATUS $(json new_sum)" >"$TMP/put.out" ) &
+bg=$!
+check_true "PUT reply lost: Redis ran it, the proxy holds the reply" wait_until 5 held_is 1
+check "PUT reply lost: meanwhile the PUT is applied" 1000 "$(direct_sum)"
+req POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" -H 'Idempotency-Key: eo-b-5' \
+  -H 'Content-Type: application/json' --data-binary '{"number": 5}'
+check "PUT reply lost: B's +5 in between is acknowledged" "200 1005" "$STATUS $(json current_sum)"
+ctl RELEASE >/dev/null
+wait "$bg"
+check "PUT reply lost: A's client is told the PUT succeeded" "200 1000" "$(cat "$TMP/put.out")"
+check "PUT reply lost: the resend did not erase B's acknowledged +5" 1005 "$(direct_sum)"
+check "PUT reply lost: one sum_set event" 1 "$(events put-lost sum_set)"
+
+# ---- keyed POST, reply lost after Redis ran it ----
+set_direct 0; warm
+replays0=$(replays_counted)
+ctl ARM drop script:add 1 0 >/dev/null
+post_a kp-lost kp-1 7
+check "keyed POST reply lost: 200 with the sum" "200 7" "$STATUS $(json current_sum)"
+check "keyed POST reply lost: not reported as a replay" "" "$(header idempotent-replayed)"
+check "keyed POST reply lost: applied once" 7 "$(direct_sum)"
+check "keyed POST reply lost: one sum_added event" 1 "$(events kp-lost sum_added)"
+check "keyed POST reply lost: no idempotent_replay event" 0 "$(events kp-lost idempotent_replay)"
+check "keyed POST reply lost: no replay counted" "$replays0" "$(replays_counted)"
+post_a kp-again kp-1 7
+check "keyed POST: the client's own repeat is a real replay" "200 7 true" "$STATUS $(json current_sum) $(header idempotent-replayed)"
+check "keyed POST: ... counted once as a replay" "$((replays0 + 1))" "$(replays_counted)"
+check "keyed POST: ... and still applied once" 7 "$(direct_sum)"
+
+# ---- keyless POST, reply lost ----
+warm
+ctl ARM drop script:add 1 0 >/dev/null
+post_a kl-lost "" 3
+check "keyless POST reply lost: 200" "200 10" "$STATUS $(json current_sum)"
+check "keyless POST reply lost: applied once" 10 "$(direct_sum)"
+check "keyless POST reply lost: one sum_added event" 1 "$(events kl-lost sum_added)"
+
+# ---- DELETE, reply lost ----
+warm
+ctl ARM drop script:set 1 0 >/dev/null
+req DELETE "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY" -H "X-Request-ID: del-lost"
+check "DELETE reply lost: 200" "200 0" "$STATUS $(json new_sum)"
+check "DELETE reply lost: the sum is 0" 0 "$(direct_sum)"
+check "DELETE reply lost: one sum_set event" 1 "$(events del-lost sum_set)"
+
+# ---- GET, reply lost: resent, answered ----
+set_direct 42; warm
+ctl ARM drop script:get 1 0 >/dev/null
+req GET "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY"
+check "GET reply lost: resent and answered" "200 42" "$STATUS $(json current_sum)"
+
+# ---- the command reset before it reached Redis: resent, applied once ----
+set_direct 0; warm
+ctl ARM reset script:add 1 >/dev/null
+post_a kr-reset kr-1 4
+check "keyed POST reset before Redis: 200, applied once" "200 4 4" "$STATUS $(json current_sum) $(direct_sum)"
+check "keyed POST reset before Redis: not a replay" "" "$(header idempotent-replayed)"
+warm
+ctl ARM reset script:add 1 >/dev/null
+post_a kl-reset "" 2
+check "keyless POST reset before Redis: applied once" "200 6 6" "$STATUS $(json current_sum) $(direct_sum)"
+warm
+ctl ARM reset script:set 1 >/dev/null
+put_a put-reset 50
+check "PUT reset before Redis: applied" "200 50 50" "$STATUS $(json new_sum) $(direct_sum)"
+check "PUT reset before Redis: one sum_set event" 1 "$(events put-reset sum_set)"
+
+# ---- the late reply: Redis ran it, the answer comes after the deadline ----
+set_direct 0; warm
+ctl ARM hold script:add 1 2500 >/dev/null
+post_a kh-late kh-1 9
+check "keyed POST, late reply: 503" 503 "$STATUS"
+check "keyed POST, late reply: says the outcome is unknown" "urn:abacus:problem:outcome-unknown" "$(problem_type)"
+check "keyed POST, late reply: Retry-After" 1 "$(header retry-after)"
+check "keyed POST, late reply: no sum_added (the worker cannot know)" 0 "$(events kh-late sum_added)"
+check "keyed POST, late reply: an outcome_unknown event" 1 "$(events kh-late outcome_unknown)"
+check_true "keyed POST, late reply: Redis did run it" wait_until 5 sum_is 9
+check_true "the worker recovers after the late reply" wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
+post_a kh-retry kh-1 9
+check "keyed POST, late reply: the client's retry replays (it was applied)" "200 9 true" "$STATUS $(json current_sum) $(header idempotent-replayed)"
+check "keyed POST, late reply: applied once" 9 "$(direct_sum)"
+warm
+ctl ARM hold script:set 1 2500 >/dev/null
+put_a put-late 70
+check "PUT, late reply: 503 outcome-unknown" "503 urn:abacus:problem:outcome-unknown" "$STATUS $(problem_type)"
+check_true "PUT, late reply: it was applied" wait_until 5 sum_is 70
+wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
+ctl ARM hold script:get 1 2500 >/dev/null
+req GET "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY"
+check "GET, late reply: 503 redis-unavailable (a read changed nothing)" "503 urn:abacus:problem:redis-unavailable" "$STATUS $(problem_type)"
+
+# ---- latency below the deadline: nothing to see ----
+wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
+set_direct 0
+ctl LATENCY 300 >/dev/null
+post_a kl-slow ks-1 11
+check "keyed POST with 300 ms latency: 200, applied once" "200 11 11" "$STATUS $(json current_sum) $(direct_sum)"
+ctl LATENCY 0 >/dev/null
+
+# ---- Redis refusing connections: 503 redis-unavailable, nothing changed ----
+ctl REFUSE on >/dev/null
+ctl KILL >/dev/null
+warm    # meets the reset connection: the worker is disconnected now
+post_a kf-refused kf-1 13
+check "connections refused: 503 redis-unavailable" "503 urn:abacus:problem:redis-unavailable" "$STATUS $(problem_type)"
+check "connections refused: nothing changed" 11 "$(direct_sum)"
+put_a put-refused 99
+check "connections refused: PUT 503 redis-unavailable" "503 urn:abacus:problem:redis-unavailable" "$STATUS $(problem_type)"
+ctl REFUSE off >/dev/null
+applied() { post_a kf-retry kf-1 13; [ "$STATUS" = 200 ]; }
+check_true "connections accepted again: the refused key applies" wait_until 5 applied
+check "... once, not as a replay" "24 " "$(direct_sum) $(header idempotent-replayed)"
+
+check "the proxy fired every armed fault" "armed=0" "$(ctl STATUS | grep -o 'armed=[0-9]*')"
+suite_end
