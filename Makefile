@@ -6,7 +6,7 @@ PKGS     := hiredis
 WARNINGS := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
             -Wpointer-arith -Wformat=2
 CPPFLAGS += -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrt
+LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrt -pthread
 
 RELEASE_CFLAGS := -O2 -g $(WARNINGS)
 TEST_CFLAGS    := -O1 -g $(WARNINGS) -Werror -fsanitize=address,undefined \
@@ -97,7 +97,13 @@ test-deps:
 unit: $(UNITS:%=$(TST)/check_%) $(TST)/abacus.fcgi
 	@tests/run-unit.sh $(UNITS:%=$(TST)/check_%)
 
-integration: $(TST)/abacus.fcgi
+# A slow resolver for tests (LD_PRELOAD; tests/it_connection.sh).
+$(TST)/slow_dns.so: tests/shim/slow_getaddrinfo.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) -shared -fPIC -O1 -g $(WARNINGS) -Werror $< -o $@ -ldl
+
+integration: $(TST)/abacus.fcgi $(TST)/slow_dns.so tools/abacus-load
 	@tests/run-integration.sh
 
 # `make test` on a fresh machine: packages, sanitizer build, unit tests, then

@@ -14,6 +14,7 @@
 #include "decimal.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "topology.h"
 
 #define BACKOFF_MIN_MS 50
@@ -254,6 +255,7 @@ struct store {
 
 	/* Attempt tokens (see "Resends"): a random start, then one per change. */
 	uint64_t token_next;
+	uint64_t jitter_state;          /* the backoff's random part (never 0) */
 };
 
 /* One script to run, and how. */
@@ -384,6 +386,7 @@ struct store *store_new(const struct store_options *opt)
 	store->slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ now_us();
+	store->jitter_state = store->token_next | 1;
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
 		if (!format_script(store->script[i], sizeof(store->script[i]), opt, script_flags[i],
 		                   script_bodies[i])) {
@@ -444,12 +447,54 @@ static int max_backoff(const struct redis_target *t)
 	return t->mode == REDIS_MODE_SENTINEL ? BACKOFF_MAX_SENTINEL_MS : BACKOFF_MAX_MS;
 }
 
+/* A uniform random number below n (n > 0): xorshift64, seeded at store_new. */
+static uint64_t jitter_below(struct store *store, uint64_t n)
+{
+	uint64_t x = store->jitter_state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	store->jitter_state = x;
+	return x % n;
+}
+
 /* 0, then BACKOFF_MIN_MS doubling up to cap. */
 static int next_backoff(int backoff_ms, int cap)
 {
 	if (backoff_ms == 0)
 		return BACKOFF_MIN_MS;
 	return backoff_ms * 2 > cap ? cap : backoff_ms * 2;
+}
+
+/*
+ * The next connection attempt waits the backoff step, less a random part of
+ * up to half of it ("equal jitter"): after a Redis restart the workers of
+ * every front end spread their attempts instead of retrying in step.  The
+ * step doubles with each failure and is reset only by a command that Redis
+ * answered (command_answered), not by a connection that opened: a server
+ * that accepts connections but answers nothing must not be hammered.
+ */
+static void schedule_retry(struct store *store)
+{
+	uint64_t wait = (uint64_t)store->backoff_ms;
+	struct log_line l;
+
+	if (wait > 1)
+		wait = wait - wait / 2 + jitter_below(store, wait / 2 + 1);
+	store->next_attempt_ms = now_ms() + wait;
+	if (wait > 0 && log_begin(&l, LOG_LEVEL_INFO, "redis_backoff", NULL)) {
+		log_int(&l, "retry_in_ms", (long long)wait);
+		log_int(&l, "backoff_ms", store->backoff_ms);
+		log_end(&l);
+	}
+	store->backoff_ms = next_backoff(store->backoff_ms, max_backoff(&store->opt.target));
+}
+
+/* Redis answered a command: the next failure starts the backoff afresh. */
+static void command_answered(struct store *store)
+{
+	store->backoff_ms = 0;
 }
 
 /* Drops a broken connection and schedules the next attempt. */
@@ -469,8 +514,7 @@ static void disconnect(struct store *store, const char *why)
 	 */
 	if (store->opt.target.mode == REDIS_MODE_SENTINEL && store->opt.target.node_count > 0)
 		store->sentinel_first = (store->sentinel_first + 1) % store->opt.target.node_count;
-	store->next_attempt_ms = now_ms() + (uint64_t)store->backoff_ms;
-	store->backoff_ms = next_backoff(store->backoff_ms, max_backoff(&store->opt.target));
+	schedule_retry(store);
 }
 
 /* Leaves a healthy server that is the wrong one (redirected): reconnect at once. */
@@ -519,11 +563,23 @@ static redisContext *connect_node(const struct store *store, const struct redis_
                                   uint64_t deadline)
 {
 	int ms = ms_left(deadline, store->opt.connect_timeout_ms);
+	char addr[RESOLVE_ADDR_MAX];
 	redisContext *c;
 
 	if (ms == 0)
 		return NULL;
-	c = redisConnectWithTimeout(node->host, node->port, ms_to_tv(ms));
+	/* The name lookup gets half the connect budget (see resolve.h). */
+	if (!resolve_host(node->host, ms / 2 > 0 ? ms / 2 : 1, addr)) {
+		char detail[400];
+
+		snprintf(detail, sizeof(detail), "%s:%d: the name did not resolve in time", node->host, node->port);
+		log_redis_error("connect", detail);
+		return NULL;
+	}
+	ms = ms_left(deadline, store->opt.connect_timeout_ms);
+	if (ms == 0)
+		return NULL;
+	c = redisConnectWithTimeout(addr, node->port, ms_to_tv(ms));
 	if (c == NULL || c->err) {
 		char detail[400];
 
@@ -686,7 +742,7 @@ enum setup_step { STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_SCRIPT, STEP_POLICY };
  * were told about must still be one), the SCRIPT LOADs and once per process
  * CONFIG GET maxmemory-policy as one pipeline, and checks every reply.
  */
-static bool setup_connection(struct store *store)
+static bool setup_connection(struct store *store, uint64_t deadline)
 {
 	const struct redis_target *t = &store->opt.target;
 	redisContext *c = store->ctx;
@@ -719,6 +775,11 @@ static bool setup_connection(struct store *store)
 	for (int i = 0; i < sent; i++) {
 		redisReply *reply = NULL;
 
+		/* One deadline for the whole pipeline, not a full timeout per reply. */
+		if (!set_timeout(store, deadline)) {
+			log_redis_error("connect", "deadline passed during connection setup");
+			return false;
+		}
 		if (redisGetReply(c, (void **)&reply) != REDIS_OK || reply == NULL) {
 			log_redis_error("connect", c->errstr);
 			return false;
@@ -798,14 +859,13 @@ static bool ensure_connected(struct store *store, uint64_t deadline)
 		return false;
 	}
 	store->timeout_ms = -1;
-	if (!set_timeout(store, deadline) || !setup_connection(store)) {
+	if (!set_timeout(store, deadline) || !setup_connection(store, deadline)) {
 		metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_ERROR, now_us() - connect_started);
 		disconnect(store, "connection setup failed");
 		return false;
 	}
 	metrics_redis(METRICS_OP_CONNECT, METRICS_RESULT_OK, now_us() - connect_started);
 	store->connects++;
-	store->backoff_ms = 0;
 	if (store->connects > 1) {
 		struct log_line l;
 
@@ -972,10 +1032,17 @@ static bool pause_before_retry(uint64_t deadline, int ms)
 }
 
 /* Reloads a script after NOSCRIPT.  False if the connection broke. */
-static bool reload_script(struct store *store, enum script_id id)
+static bool reload_script(struct store *store, enum script_id id, uint64_t deadline)
 {
 	uint64_t started = now_us();
-	redisReply *load = redisCommand(store->ctx, "SCRIPT LOAD %s", store->script[id]);
+	redisReply *load;
+
+	/* The request's deadline covers this round trip too. */
+	if (!set_timeout(store, deadline)) {
+		disconnect(store, "deadline passed before SCRIPT LOAD");
+		return false;
+	}
+	load = redisCommand(store->ctx, "SCRIPT LOAD %s", store->script[id]);
 
 	count_op(METRICS_OP_SCRIPT_LOAD, load, started);
 	if (load == NULL) {
@@ -1058,6 +1125,7 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 			}
 			return NULL;
 		}
+		command_answered(store);
 		if (reply->type != REDIS_REPLY_ERROR)
 			return reply;
 
@@ -1072,7 +1140,7 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 				return reply;
 			freeReplyObject(reply);
 			reloaded = true;
-			if (!reload_script(store, call->id))
+			if (!reload_script(store, call->id, deadline))
 				return NULL;
 			continue;
 		case TOPOLOGY_ERR_MOVED:
@@ -1400,6 +1468,7 @@ enum store_status store_ping(struct store *store)
 		return STORE_UNAVAILABLE;
 	}
 	ok = reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+	command_answered(store);
 	if (!ok)
 		log_redis_error("ping", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 	freeReplyObject(reply);
