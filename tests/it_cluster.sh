@@ -66,6 +66,15 @@ OWNER=$(node_of_slot)
 check_match "some master serves the slot of {abacus}" '^[0-9]+$' "$OWNER"
 SEED=""
 for p in "${PORTS[@]}"; do [ "$p" != "$OWNER" ] && SEED=$p && break; done
+# sums_agree NAME PORT NODE: the sum read through the front end on PORT and the
+# one stored on NODE are both integers, and equal (two empty answers are not).
+sums_agree() {
+  local api node
+  api=$(sum_at "$2" "$KEY")
+  node=$(rcli "$3" get '{abacus}:sum')
+  check_match "$1: both are integers (API [$api], node [$node])" '^-?[0-9]+ -?[0-9]+$' "$api $node"
+  check "$1" "$api" "$node"
+}
 
 start_stack main ABACUS_API_KEYS="$KEY" REDIS_URL="redis+cluster://:$PW@127.0.0.1:$SEED" \
   ABACUS_RATE_LIMIT_REQUESTS=1000000 ABACUS_REDIS_TIMEOUT_MS=1000 || exit 1
@@ -83,7 +92,7 @@ check_match "the seed node does not hold it" '^MOVED' "$(rcli "$SEED" get '{abac
   --delta-range=-1000000:1000000 --verify >"$TMP/exact.out" 2>&1
 check "exactness load: exit 0" 0 "$?"
 check_match "exactness load: the sum is exact" 'verify: ok' "$(cat "$TMP/exact.out")"
-check "the API and the slot's master agree" "$(sum_at "$P1" "$KEY")" "$(rcli "$OWNER" get '{abacus}:sum')"
+sums_agree "the API and the slot's master agree" "$P1" "$OWNER"
 
 # ---- the slot migrates to another master during load ----
 TARGET=""
@@ -116,7 +125,7 @@ check_match "slot migrated during load: every request succeeded" 'succeeded: 600
 check_match "slot migrated during load: the sum is exact" 'verify: ok' "$(cat "$TMP/reshard.out")"
 check "the slot is served by the new master" "$TARGET" "$(node_of_slot)"
 check "the old master has no key of the slot left" 0 "$(rcli "$OWNER" cluster countkeysinslot "$SLOT")"
-check "the API and the new master agree" "$(sum_at "$P2" "$KEY")" "$(rcli "$TARGET" get '{abacus}:sum')"
+sums_agree "the API and the new master agree" "$P2" "$TARGET"
 redirects=$(( $(curl -s "$A/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') +
               $(curl -s "$B/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') ))
 check_true "the workers were redirected (abacus_redis_redirects_total > 0)" test "$redirects" -gt 0

@@ -68,7 +68,33 @@ check "entrypoint: auth on without keys refused" 1 "$?"
 check_match "entrypoint: ... naming the setting" 'ABACUS_AUTH_ENABLED=true but no key' "$out"
 env "${entry_env[@]}" setsid "$ROOT/docker/entrypoint.sh" >"$TMP/entry.log" 2>&1 </dev/null &
 entry=$!
-PIDS+=("$entry")
+# entry_procs: what of this run is alive (zombies aside): lighttpd and every
+# worker, all carrying its run dir.
+entry_procs() {
+  local p
+  for p in /proc/[0-9]*; do
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$TMP/run" || continue
+    grep -qs '^State:[[:space:]]*[ZX]' "$p/status" || echo "${p#/proc/}"
+  done
+}
+# stop_entry: SIGTERM (lighttpd stops its workers), a bounded wait, then
+# SIGKILL by pid for whatever is left.  Not PIDS: lighttpd SIGKILLed by the
+# suite's cleanup would leave its workers running, still listening.  Also run
+# at exit, for a suite that ends before the SIGTERM below.
+stop_entry() {
+  local i left
+  [ -n "$entry" ] && kill -TERM "$entry" 2>/dev/null
+  for i in $(seq 1 100); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
+  left=$(entry_procs)
+  # shellcheck disable=SC2086
+  [ -n "$left" ] && kill -KILL $left 2>/dev/null
+  for i in $(seq 1 50); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
+  [ -n "$entry" ] && wait "$entry" 2>/dev/null
+  entry=""   # reaped: its pid may be reused
+  rm -f "/dev/shm/abacus-it-deploy-$EPORT"
+  return 0
+}
+trap 'stop_entry; cleanup' EXIT
 check_true "entrypoint run: the front end answers" wait_until 10 curl -fs "http://127.0.0.1:$EPORT/healthz"
 check "entrypoint run: lighttpd replaced the script (exec)" lighttpd "$(cat "/proc/$entry/comm" 2>/dev/null)"
 check "entrypoint run: smoke.sh passes" 0 "$("$ROOT/tests/smoke.sh" "http://127.0.0.1:$EPORT" "$KEY" >/dev/null 2>&1; echo $?)"
@@ -78,18 +104,10 @@ check "entrypoint healthcheck: unhealthy when Redis is not answering" 1 "$(env "
 kill -CONT "$(cat "$TMP/redis-entry/redis.pid")"
 check_match "entrypoint run: worker logs on its stdout/stderr" '"event":"config".*"metrics_shm":"/abacus-it-deploy-' "$(cat "$TMP/entry.log")"
 kill -TERM "$entry"
-entry_gone() {
-  # The lighttpd (a zombie until reaped counts as gone) and every worker of its run dir.
-  local p
-  grep -qs '^State:.*[RSD]' "/proc/$entry/status" && return 1
-  for p in /proc/[0-9]*; do
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$TMP/run" &&
-      grep -qs '^State:.*[RSD]' "$p/status" && return 1
-  done
-  return 0
-}
+entry_gone() { [ -z "$(entry_procs)" ]; }
 check_true "entrypoint run: SIGTERM stops lighttpd and its workers" wait_until 10 entry_gone
-rm -f "/dev/shm/abacus-it-deploy-$EPORT"
+stop_entry
+check "entrypoint run: no process of it is left" "" "$(entry_procs)"
 
 # ---- docker-compose.yml: the Compose schema, and the structure users rely on ----
 out=$(python3 - "$ROOT/docker-compose.yml" "$ROOT/../shared/schemas/compose-spec.json" <<'PY'

@@ -31,14 +31,17 @@ check_match "the worker under valgrind stopped gracefully" '"event":"worker_stop
 
 # ---- RSS after 1,000 and after 100,000 requests ----
 BIN=$REL WORKERS=1 start_stack rss ABACUS_API_KEYS="$KEY" ABACUS_RATE_LIMIT_REQUESTS=1000000000 || exit 1
-worker=$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")")
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$worker/status"; }
+worker=$(worker_pids "$P1")
+check_match "exactly one worker found ($(echo $worker))" '^[0-9]+$' "$worker"
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$worker/status" 2>/dev/null; }
 "$LOAD" --target "http://127.0.0.1:$P1" --requests 1000 --concurrency 4 --idempotency --api-key "$KEY" --get-ratio 0.3 >/dev/null 2>&1
 rss_1k=$(rss)
+check_match "RSS read after 1,000 requests (KiB)" '^[0-9]+$' "$rss_1k"
 "$LOAD" --target "http://127.0.0.1:$P1" --requests 100000 --concurrency 8 --idempotency --api-key "$KEY" --get-ratio 0.3 >"$TMP/rss-load.out" 2>&1
 check "100,000 requests: all answered" 0 "$?"
 rss_100k=$(rss)
-check "the same worker served them all" "$worker" "$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")")"
+check_match "RSS read after 101,000 requests (KiB)" '^[0-9]+$' "$rss_100k"
+check "the same worker served them all" "$worker" "$(worker_pids "$P1")"
 echo "measured: worker RSS: $rss_1k KiB after 1,000 requests, $rss_100k KiB after 101,000"
 check_true "RSS after 100,000 requests within 1 MiB of after 1,000 ($rss_1k -> $rss_100k KiB)" test $((rss_100k - rss_1k)) -le 1024
 stop_stack
