@@ -177,11 +177,23 @@ static void handle_healthz(struct request *r)
 	http_reply_json(r, 200, "{\"status\":\"ok\"}");
 }
 
+/*
+ * Ready while Redis answers.  A full Redis (noeviction) still serves reads:
+ * the front end stays ready (a load balancer that pulled every front end
+ * would turn a write outage into a full one) and says so in the body.
+ */
 static void handle_readyz(struct request *r)
 {
-	if (store_ping(worker.store) != STORE_OK) {
+	enum store_status status = store_ping(worker.store);
+
+	if (status == STORE_UNAVAILABLE) {
 		http_problem(r, PROBLEM_REDIS_UNAVAILABLE, "Redis did not answer PING in time");
 		http_add_header(r, "Retry-After", "1");
+		return;
+	}
+	if (status == STORE_FULL) {
+		http_reply_json(r, 200, "{\"status\":\"ready\",\"writes\":\"refused\","
+		                "\"detail\":\"Redis is out of memory: additions and sets are refused, reads are served\"}");
 		return;
 	}
 	http_reply_json(r, 200, "{\"status\":\"ready\"}");

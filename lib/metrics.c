@@ -142,8 +142,15 @@ static void register_worker(void)
 			/* First pass: free slots only; second: reclaim dead ones. */
 			if (expected != 0 && (pass == 0 || slot_alive(slot)))
 				continue;
-			if (atomic_compare_exchange_strong(&slot->pid, &expected, me)) {
+			/*
+			 * Claimed as -me ("registering": never counted, never freed while
+			 * we live), the start time written, then the pid published: a
+			 * scrape in between can neither free the slot nor compare our pid
+			 * with the start time of the slot's dead previous owner.
+			 */
+			if (atomic_compare_exchange_strong(&slot->pid, &expected, -me)) {
 				atomic_store_explicit(&slot->start_ticks, ticks, memory_order_release);
+				atomic_store_explicit(&slot->pid, me, memory_order_release);
 				return;
 			}
 		}
@@ -531,6 +538,12 @@ unsigned metrics_workers_alive(void)
 
 		if (pid == 0)
 			continue;
+		if (pid < 0) {
+			/* Registering; freed only if its owner died on the way. */
+			if (kill(-pid, 0) != 0 && errno != EPERM)
+				atomic_compare_exchange_strong(&slot->pid, &pid, 0);
+			continue;
+		}
 		if (slot_alive(slot)) {
 			alive++;
 		} else {

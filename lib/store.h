@@ -104,7 +104,11 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
                             struct store_result *res);
 
-/* PING within the timeouts (readiness).  STORE_OK or STORE_UNAVAILABLE. */
+/*
+ * PING within the timeouts (readiness), with INFO memory in the same round
+ * trip: STORE_OK, STORE_FULL (answers, but out of memory: changes are
+ * refused, reads are served) or STORE_UNAVAILABLE.
+ */
 enum store_status store_ping(struct store *store);
 
 /* Reconnections since start (for metrics). */

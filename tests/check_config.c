@@ -319,6 +319,8 @@ START_TEST(test_config_refuses_bad_combinations)
 		"ABACUS_REDIS_WAIT_TIMEOUT_MS=300", NULL };
 	static const char *const name_with_space[] = {
 		"REDIS_SENTINELS=h:1", "ABACUS_REDIS_MASTER_NAME=a b", NULL };
+	static const char *const replicas_without_keys[] = {
+		"ABACUS_REDIS_MIN_REPLICAS=1", "ABACUS_IDEMPOTENCY_REQUIRED=false", NULL };
 
 	set_env(unix_and_sentinels);
 	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
@@ -332,6 +334,9 @@ START_TEST(test_config_refuses_bad_combinations)
 	set_env(name_with_space);
 	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "ABACUS_REDIS_MASTER_NAME") != NULL, "%s", err);
+	set_env(replicas_without_keys);
+	ck_assert(!config_load(&cfg, lookup, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "ABACUS_IDEMPOTENCY_REQUIRED=true") != NULL, "%s", err);
 }
 END_TEST
 

@@ -175,4 +175,51 @@ check_true "connections accepted again: the refused key applies" wait_until 5 ap
 check "... once, not as a replay" "24 " "$(direct_sum) $(header idempotent-replayed)"
 
 check "the proxy fired every armed fault" "armed=0" "$(ctl STATUS | grep -o 'armed=[0-9]*')"
+
+# ---- Redis full (noeviction): changes refused with their own type, reads served ----
+b_post() { req POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: $1" \
+  -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
+before=$(direct_sum)
+redis-cli -p "$RP" config set maxmemory 1 >/dev/null
+b_post full-1 5
+check "Redis full: POST 503 redis-full" "503 urn:abacus:problem:redis-full" "$STATUS $(problem_type)"
+check "Redis full: Retry-After" 1 "$(header retry-after)"
+req PUT "http://127.0.0.1:$B/abacus/sum" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' --data-binary '{"number": 1}'
+check "Redis full: PUT 503 redis-full" "503 urn:abacus:problem:redis-full" "$STATUS $(problem_type)"
+req GET "http://127.0.0.1:$B/abacus/sum" -H "X-API-Key: $KEY"
+check "Redis full: GET still answers" "200 $before" "$STATUS $(json current_sum)"
+req GET "http://127.0.0.1:$B/readyz"
+check "Redis full: /readyz stays 200 (reads are served)" 200 "$STATUS"
+check "Redis full: /readyz says writes are refused" refused "$(json writes)"
+check "Redis full: nothing changed" "$before" "$(direct_sum)"
+redis-cli -p "$RP" config set maxmemory 0 >/dev/null
+req GET "http://127.0.0.1:$B/readyz"
+check "room again: /readyz without the remark" '200 {"status":"ready"}' "$STATUS $BODY"
+b_post full-1 5
+check "room again: the refused key applies, once" "200 $((before + 5)) " "$STATUS $(json current_sum) $(header idempotent-replayed)"
+
+# ---- too few replicas: applied, answered 503 not-replicated, retried safely ----
+read -r RN _ < <(start_redis lonely) || exit 1
+WORKERS=1 start_stack repl REDIS_URL="redis://127.0.0.1:$RN/0" ABACUS_API_KEYS="$KEY" \
+  ABACUS_REDIS_MIN_REPLICAS=1 ABACUS_REDIS_WAIT_TIMEOUT_MS=100 || exit 1
+C=$P1
+c_post() { req POST "http://127.0.0.1:$C/abacus/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: $1" \
+  -H "X-Request-ID: $3" -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
+c_post nr-1 5 nr-first
+check "no replica: 503 not-replicated" "503 urn:abacus:problem:not-replicated" "$STATUS $(problem_type)"
+check "no replica: ... but applied on the master" 5 "$(redis-cli -p "$RN" get '{abacus}:sum')"
+c_post nr-1 5 nr-retry
+check "no replica: the retry with the same key is not applied again" "503 5" "$STATUS $(redis-cli -p "$RN" get '{abacus}:sum')"
+read -r RR _ < <(start_redis replica --replicaof 127.0.0.1 "$RN") || exit 1
+synced() { redis-cli -p "$RN" info replication | tr -d '\r' | grep -q '^connected_slaves:1'; }
+wait_until 10 synced
+replicated() { c_post nr-1 5 nr-last; [ "$STATUS" = 200 ]; }
+check_true "a replica attached: the retry is confirmed" wait_until 10 replicated
+check "... as a replay of the applied addition" "5 true" "$(json current_sum) $(header idempotent-replayed)"
+check "... applied once in all" 5 "$(redis-cli -p "$RN" get '{abacus}:sum')"
+check "the replica has it" 5 "$(redis-cli -p "$RR" get '{abacus}:sum')"
+out=$(ABACUS_VAR_DIR=$TMP/refused ABACUS_PORTS="$(free_port)" REDIS_URL="redis://127.0.0.1:$RN/0" ABACUS_BIN=$BIN \
+  ABACUS_REDIS_MIN_REPLICAS=1 ABACUS_IDEMPOTENCY_REQUIRED=false "$ROOT/tools/abacus-stack" start 2>&1)
+check "replicas without Idempotency-Keys: refused at start" 1 "$?"
+check_match "... saying why" 'ABACUS_REDIS_MIN_REPLICAS>0 needs ABACUS_IDEMPOTENCY_REQUIRED=true' "$out"
 suite_end

@@ -12,10 +12,12 @@ command -v valgrind >/dev/null || { echo "valgrind missing"; exit 1; }
 
 # ---- valgrind ----
 mkdir -p "$TMP/vg" && chmod 777 "$TMP/vg"   # the worker may run as nobody
+# ... and may not reach the checkout (a private clone): valgrind runs a copy.
+cp "$REL" "$TMP/vg/abacus.fcgi"
 cat >"$TMP/vg-worker" <<VG
 #!/bin/sh
 exec valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \\
-  --error-exitcode=99 --log-file=$TMP/vg/valgrind.%p.log $REL "\$@"
+  --error-exitcode=99 --log-file=$TMP/vg/valgrind.%p.log $TMP/vg/abacus.fcgi "\$@"
 VG
 chmod +x "$TMP/vg-worker"
 BIN=$TMP/vg-worker WORKERS=1 start_stack vg ABACUS_API_KEYS="$KEY" ABACUS_RATE_LIMIT_REQUESTS=1000000 || exit 1

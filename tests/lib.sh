@@ -12,6 +12,7 @@ PASSED=0
 FAILED=0
 PIDS=()
 STACKS=()
+CLEANUP_HOOKS=()   # functions a suite adds to stop what it started itself
 USED_PORTS=" 6379 8001 8002 "
 
 suite_init() {
@@ -31,7 +32,8 @@ suite_init() {
 # calls it before reading the logs, so what a process prints when it exits
 # (LeakSanitizer's report at SIGTERM, worker_stopped) is read too.
 stop_everything() {
-  local s pid
+  local s pid h
+  for h in "${CLEANUP_HOOKS[@]}"; do "$h" || true; done
   for s in "${STACKS[@]}"; do stack_env "$s" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&1 || true; done
   # Helpers that run in subshells ($(...), < <(...)) record their pids in a file.
   [ -f "$TMP/pids" ] && while read -r pid; do PIDS+=("$pid"); done <"$TMP/pids"

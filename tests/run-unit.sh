@@ -5,6 +5,13 @@ set -u
 suite_init unit
 read -r port _ < <(start_redis unit --appendonly no) || exit 1
 export ABACUS_TEST_REDIS_PORT=$port
+# The fault proxy in front of it (check_store_faults).
+ABACUS_TEST_PROXY_PORT=$(free_port); ABACUS_TEST_PROXY_CONTROL=$(free_port)
+export ABACUS_TEST_PROXY_PORT ABACUS_TEST_PROXY_CONTROL
+python3 "$(dirname "$0")/faultproxy.py" "$ABACUS_TEST_PROXY_PORT" "$port" "$ABACUS_TEST_PROXY_CONTROL" \
+  >"$TMP/faultproxy.log" 2>&1 &
+PIDS+=("$!")
+wait_until 5 grep -q listening "$TMP/faultproxy.log" || { echo "the fault proxy did not start"; exit 1; }
 for t in "$@"; do
   out=$("$t" 2>"$TMP/$(basename "$t").stderr")
   rc=$?

@@ -108,7 +108,8 @@ static uint64_t rng_next(void)
 
 static int64_t random_delta(void)
 {
-	uint64_t span = (uint64_t)(opt.delta_max - opt.delta_min);
+	/* In unsigned arithmetic: max - min overflows int64 for the full range. */
+	uint64_t span = (uint64_t)opt.delta_max - (uint64_t)opt.delta_min;
 
 	if (span == UINT64_MAX)
 		return (int64_t)rng_next();
@@ -558,6 +559,10 @@ int main(int argc, char **argv)
 	rng_state = (uint64_t)wall_s() * 1000003u ^ (uint64_t)getpid();
 	snprintf(run_id, sizeof(run_id), "load-%lx-%x", (unsigned long)time(NULL), (unsigned)(rng_next() & 0xffffff));
 	latencies = calloc((size_t)opt.requests, sizeof(double));
+	if (latencies == NULL) {
+		fprintf(stderr, "abacus-load: out of memory for %ld latencies\n", (long)opt.requests);
+		return 2;
+	}
 	if (opt.csv_path != NULL) {
 		csv = fopen(opt.csv_path, "w");
 		if (csv == NULL) {
