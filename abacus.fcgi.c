@@ -39,8 +39,11 @@ typedef void (*handler_fn)(struct request *r);
 
 /* ---- replies shared by the handlers ---- */
 
-/* Maps a store failure to its problem; STORE_OK and STORE_REPLAYED are no failure. */
-static bool store_ok_or_problem(struct request *r, enum store_status status)
+/*
+ * Maps a store failure to its problem; STORE_OK and STORE_REPLAYED are no
+ * failure.  keyed: a POST with an Idempotency-Key (its retry rule differs).
+ */
+static bool store_ok_or_problem(struct request *r, enum store_status status, bool keyed)
 {
 	static const struct { enum problem problem; const char *detail; } failures[STORE_STATUS_COUNT] = {
 		[STORE_KEY_CONFLICT] = { PROBLEM_IDEMPOTENCY_CONFLICT,
@@ -54,11 +57,20 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 		                 "Redis is out of memory and refuses changes; nothing was changed; reads still work" },
 		[STORE_OUTCOME_UNKNOWN] = { PROBLEM_OUTCOME_UNKNOWN,
 		                            "the change was sent to Redis and no answer came in time: it may have been "
-		                            "applied; retry with the same Idempotency-Key, or read the sum first" },
+		                            "applied; read the sum before repeating it" },
 		[STORE_NOT_REPLICATED] = { PROBLEM_NOT_REPLICATED,
 		                           "the change was applied on the Redis master but not enough replicas confirmed "
-		                           "it in time; retry with the same Idempotency-Key (it replays)" },
+		                           "it in time; read the sum before repeating it" },
 	};
+	/* A keyed addition, unlike a set, may simply be retried (docs/API.md, "Retrying"). */
+	static const char *const keyed_detail[STORE_STATUS_COUNT] = {
+		[STORE_OUTCOME_UNKNOWN] = "the addition was sent to Redis and no answer came in time: it may have been "
+		                          "applied; retry with the same Idempotency-Key and number (it applies once or "
+		                          "replays)",
+		[STORE_NOT_REPLICATED] = "the addition was applied on the Redis master but not enough replicas confirmed "
+		                         "it in time; retry with the same Idempotency-Key and number (it replays)",
+	};
+	const char *detail;
 	struct log_line l;
 
 	if (status == STORE_OK || status == STORE_REPLAYED)
@@ -67,7 +79,10 @@ static bool store_ok_or_problem(struct request *r, enum store_status status)
 		metrics_inc(METRICS_RATE_LIMITED);
 	else if (status == STORE_KEY_CONFLICT)
 		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
-	http_problem(r, failures[status].problem, failures[status].detail);
+	detail = failures[status].detail;
+	if (keyed && keyed_detail[status] != NULL)
+		detail = keyed_detail[status];
+	http_problem(r, failures[status].problem, detail);
 	if (http_problem_info(failures[status].problem)->status == 503)
 		http_add_header(r, "Retry-After", "1");
 	if (status != STORE_UNAVAILABLE &&
@@ -100,6 +115,20 @@ static void log_sum_event(struct request *r, const char *event, int64_t delta, i
 	}
 }
 
+/* A change applied on the master that WAIT did not see replicated in time. */
+static void log_unconfirmed(struct request *r, const char *event, int64_t delta, int64_t sum)
+{
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_INFO, event, r->request_id)) {
+		log_int(&l, "delta", delta);
+		log_int(&l, "sum", sum);
+		log_str(&l, "key_id", r->caller.key_id);
+		log_bool(&l, "replicated", false);
+		log_end(&l);
+	}
+}
+
 /* ---- handlers ---- */
 
 static void handle_get_sum(struct request *r)
@@ -111,7 +140,7 @@ static void handle_get_sum(struct request *r)
 		return;
 	status = store_get(worker.store, &r->caller, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res);
-	if (!store_ok_or_problem(r, status))
+	if (!store_ok_or_problem(r, status, false))
 		return;
 	http_reply_json_int(r, 200, "{\"current_sum\":", res.sum, "}");
 }
@@ -131,7 +160,10 @@ static void handle_post_number(struct request *r)
 		return;
 	status = store_add(worker.store, &r->caller, &key, number, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res);
-	if (!store_ok_or_problem(r, status))
+	/* Applied, though not confirmed by replicas: still its one sum_added. */
+	if (status == STORE_NOT_REPLICATED && !res.replayed)
+		log_unconfirmed(r, "sum_added", number, res.sum);
+	if (!store_ok_or_problem(r, status, key.len > 0))
 		return;
 	if (status == STORE_REPLAYED) {
 		http_add_header(r, "Idempotent-Replayed", "true");
@@ -148,7 +180,9 @@ static void set_sum(struct request *r, int64_t value, const char *message)
 	enum store_status status = store_set(worker.store, &r->caller, value, &res);
 
 	ratelimit_add_headers(r, &worker.cfg, status, &res);
-	if (!store_ok_or_problem(r, status))
+	if (status == STORE_NOT_REPLICATED)
+		log_unconfirmed(r, "sum_set", value, res.sum);
+	if (!store_ok_or_problem(r, status, false))
 		return;
 	log_sum_event(r, "sum_set", value, res.sum);
 	http_reply_json(r, 200, "{\"message\":\"%s\",\"new_sum\":%" PRId64 "}", message, res.sum);

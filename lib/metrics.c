@@ -129,6 +129,14 @@ static bool slot_alive(struct worker_slot *slot)
 	return ticks == 0 || process_start_ticks(pid) == 0 || process_start_ticks(pid) == ticks;
 }
 
+/* A slot another worker holds (or is registering, pid < 0) whose owner has died. */
+static bool slot_reclaimable(struct worker_slot *slot, int32_t pid)
+{
+	if (pid < 0)
+		return kill(-pid, 0) != 0 && errno != EPERM;
+	return !slot_alive(slot);
+}
+
 static void register_worker(void)
 {
 	int32_t me = (int32_t)getpid();
@@ -140,7 +148,7 @@ static void register_worker(void)
 			int32_t expected = atomic_load(&slot->pid);
 
 			/* First pass: free slots only; second: reclaim dead ones. */
-			if (expected != 0 && (pass == 0 || slot_alive(slot)))
+			if (expected != 0 && (pass == 0 || !slot_reclaimable(slot, expected)))
 				continue;
 			/*
 			 * Claimed as -me ("registering": never counted, never freed while

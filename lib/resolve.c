@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,16 @@ struct lookup {
 	char addr[RESOLVE_ADDR_MAX];
 };
 
-/* The last good address of each name looked up (a worker talks to a handful of hosts). */
+/*
+ * Per name: its last good address, and the lookup in flight (at most one per
+ * name: callers while it runs wait on it rather than start another, so a dead
+ * resolver costs one thread per name, not one per connection attempt).  A
+ * worker talks to a handful of hosts.
+ */
 static struct {
 	char host[HOST_MAX];
 	char addr[RESOLVE_ADDR_MAX];
+	struct lookup *inflight;
 } cache[CACHE_SLOTS];
 static unsigned cache_next;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,6 +62,16 @@ static void release(struct lookup *l)
 	}
 }
 
+/* The lookup has ended: the next caller for this name starts a new one. */
+static void forget_inflight(const struct lookup *l)
+{
+	pthread_mutex_lock(&cache_lock);
+	for (unsigned i = 0; i < CACHE_SLOTS; i++)
+		if (cache[i].inflight == l)
+			cache[i].inflight = NULL;
+	pthread_mutex_unlock(&cache_lock);
+}
+
 static void *lookup_thread(void *arg)
 {
 	struct lookup *l = arg;
@@ -64,14 +81,23 @@ static void *lookup_thread(void *arg)
 	bool ok = false;
 
 	if (getaddrinfo(l->host, NULL, &hints, &res) == 0 && res != NULL) {
-		const void *where = res->ai_family == AF_INET6
-		                  ? (const void *)&((const struct sockaddr_in6 *)(const void *)res->ai_addr)->sin6_addr
-		                  : (const void *)&((const struct sockaddr_in *)(const void *)res->ai_addr)->sin_addr;
+		/* IPv4 first, as hiredis does (Redis often listens on 127.0.0.1 alone). */
+		const struct addrinfo *pick = res;
 
-		ok = inet_ntop(res->ai_family, where, addr, sizeof(addr)) != NULL;
+		for (const struct addrinfo *a = res; a != NULL; a = a->ai_next)
+			if (a->ai_family == AF_INET) {
+				pick = a;
+				break;
+			}
+		ok = inet_ntop(pick->ai_family,
+		               pick->ai_family == AF_INET6
+		               ? (const void *)&((const struct sockaddr_in6 *)(const void *)pick->ai_addr)->sin6_addr
+		               : (const void *)&((const struct sockaddr_in *)(const void *)pick->ai_addr)->sin_addr,
+		               addr, sizeof(addr)) != NULL;
 	}
 	if (res != NULL)
 		freeaddrinfo(res);
+	forget_inflight(l);
 	pthread_mutex_lock(&l->lock);
 	l->ok = ok;
 	memcpy(l->addr, addr, sizeof(addr));
@@ -82,17 +108,26 @@ static void *lookup_thread(void *arg)
 	return NULL;
 }
 
-static void remember(const char *host, const char *addr)
+/* The cache slot of host, taken if it has none (caller holds cache_lock). */
+static unsigned slot_of(const char *host)
 {
 	unsigned i;
 
-	pthread_mutex_lock(&cache_lock);
 	for (i = 0; i < CACHE_SLOTS && strcmp(cache[i].host, host) != 0; i++)
 		;
-	if (i == CACHE_SLOTS)
+	if (i == CACHE_SLOTS) {
 		i = cache_next++ % CACHE_SLOTS;
-	snprintf(cache[i].host, sizeof(cache[i].host), "%s", host);
-	snprintf(cache[i].addr, sizeof(cache[i].addr), "%s", addr);
+		snprintf(cache[i].host, sizeof(cache[i].host), "%s", host);
+		cache[i].addr[0] = '\0';
+		cache[i].inflight = NULL;       /* a lookup still running frees itself */
+	}
+	return i;
+}
+
+static void remember(const char *host, const char *addr)
+{
+	pthread_mutex_lock(&cache_lock);
+	snprintf(cache[slot_of(host)].addr, RESOLVE_ADDR_MAX, "%s", addr);
 	pthread_mutex_unlock(&cache_lock);
 }
 
@@ -102,7 +137,7 @@ static bool recall(const char *host, char *addr)
 
 	pthread_mutex_lock(&cache_lock);
 	for (unsigned i = 0; i < CACHE_SLOTS && !found; i++) {
-		if (cache[i].host[0] != '\0' && strcmp(cache[i].host, host) == 0) {
+		if (cache[i].host[0] != '\0' && cache[i].addr[0] != '\0' && strcmp(cache[i].host, host) == 0) {
 			memcpy(addr, cache[i].addr, RESOLVE_ADDR_MAX);
 			found = true;
 		}
@@ -111,32 +146,73 @@ static bool recall(const char *host, char *addr)
 	return found;
 }
 
-/* Starts the lookup and waits for it at most timeout_ms. */
-static bool lookup_in_time(const char *host, int timeout_ms, char *addr)
+/* A new lookup of host on its own thread (all signals blocked there); NULL if none could start. */
+static struct lookup *start_lookup(const char *host)
 {
 	struct lookup *l = calloc(1, sizeof(*l));
-	struct timespec until;
+	pthread_condattr_t cattr;
 	pthread_attr_t attr;
+	sigset_t all, old;
 	pthread_t thread;
+	int rc;
+
+	if (l == NULL)
+		return NULL;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->done_cond, &cattr);
+	pthread_condattr_destroy(&cattr);
+	snprintf(l->host, sizeof(l->host), "%s", host);
+	l->refs = 2;                    /* the thread's and the caller's */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* The worker's SIGTERM must reach the main thread (it interrupts accept()). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&thread, &attr, lookup_thread, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		l->refs = 1;
+		release(l);
+		return NULL;
+	}
+	return l;
+}
+
+/* Joins the lookup of host in flight, or starts one, and waits for it at most timeout_ms. */
+static bool lookup_in_time(const char *host, int timeout_ms, char *addr)
+{
+	struct timespec until;
+	struct lookup *l;
+	unsigned slot;
 	bool ok = false;
 	int rc = 0;
 
+	pthread_mutex_lock(&cache_lock);
+	slot = slot_of(host);
+	l = cache[slot].inflight;
+	if (l != NULL) {
+		pthread_mutex_lock(&l->lock);
+		l->refs++;
+		pthread_mutex_unlock(&l->lock);
+	} else {
+		l = start_lookup(host);
+		if (l != NULL) {
+			pthread_mutex_lock(&l->lock);
+			/* Registered unless it has already ended (then it forgot nothing). */
+			if (!l->done) {
+				cache[slot].inflight = l;
+			}
+			pthread_mutex_unlock(&l->lock);
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
 	if (l == NULL)
 		return false;
-	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->done_cond, NULL);
-	snprintf(l->host, sizeof(l->host), "%s", host);
-	l->refs = 2;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, lookup_thread, l) != 0) {
-		pthread_attr_destroy(&attr);
-		l->refs = 1;
-		release(l);
-		return false;
-	}
-	pthread_attr_destroy(&attr);
-	clock_gettime(CLOCK_REALTIME, &until);
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += timeout_ms / 1000;
 	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {

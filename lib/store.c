@@ -70,13 +70,15 @@
  */
 #define SCRIPT_HEADER \
 	"#!lua%s\n" \
-	"local MAX, WINDOW_US, WINDOW_MS, TTL, WAITS = %ld, %lld, '%lld', '%ld', %s\n"
+	"local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS = %ld, %lld, '%lld', '%ld', '%ld', %s\n"
 
 /*
- * How long a change remembers the attempt token that made it (see "Resends"
- * below): a resend comes within one request's deadline, seconds at most.
+ * OP_TTL: how long a change remembers the attempt token that made it (see
+ * "Resends" below).  A resend comes within the request's deadline (connect +
+ * command timeout): the token outlives that by a minute, and so does an
+ * idempotency record (TTL is never below OP_TTL).
  */
-#define OP_TTL "'60'"
+#define OP_TTL_MARGIN_S 60
 
 /*
  * The limiter's two halves, pasted into each script (a Lua function would be
@@ -152,9 +154,11 @@ static const char script_get[] =
  * KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
  * ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
  * The record is "<delta> <sum after> <tok>" (records written before tokens
- * have no tok); a replay returns that sum, a resend of the attempt that wrote
- * it answers ok.  Without a key the record lives OP_TTL, only for resends.  When the
- * caller WAITs for replicas (WAITS), a replay rewrites the record
+ * have no tok); a replay returns that sum.  A resend that finds its own
+ * token answers ok, before the limiter (its first attempt was admitted) and
+ * with remaining -1 (no RateLimit headers).  Without a key the record lives
+ * OP_TTL, only for resends.  When the
+ * caller WAITs for replicas (WAITS), a replay (or a found resend) rewrites the record
  * unchanged: WAIT only covers this connection's own writes, and the rewrite,
  * replicated after the original, makes WAIT confirm the original too.
  * INCRBY's reply reaches Lua as a double, exact only below 2^53: the sum is
@@ -163,17 +167,21 @@ static const char script_get[] =
  */
 static const char script_add[] =
 	"-- abacus:add\n"
-	LUA_BUDGET("KEYS[3]")
 	"local use_idem = ARGV[2] == '1'\n"
 	"local rec = (use_idem or ARGV[4] == '1') and redis.call('GET', KEYS[2])\n"
+	"local sp = rec and string.find(rec, ' ', 1, true)\n"
+	"local same = sp and string.sub(rec, 1, sp - 1) == ARGV[1]\n"
+	"local sp2 = same and string.find(rec, ' ', sp + 1, true)\n"
+	"if sp2 and string.sub(rec, sp2 + 1) == ARGV[3] then\n"
+	"  if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
+	"  return 'ok -1 ' .. string.sub(rec, sp + 1, sp2 - 1)\n"
+	"end\n"
+	LUA_BUDGET("KEYS[3]")
 	"local reply\n"
 	"if rec then\n"
-	"  local sp = string.find(rec, ' ', 1, true)\n"
-	"  if sp and string.sub(rec, 1, sp - 1) == ARGV[1] then\n"
-	"    local sp2 = string.find(rec, ' ', sp + 1, true)\n"
-	"    local mine = sp2 and string.sub(rec, sp2 + 1) == ARGV[3]\n"
+	"  if same then\n"
 	"    if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"    reply = (mine and 'ok ' or 'replay ') .. left .. ' ' .. string.sub(rec, sp + 1, sp2 and sp2 - 1 or -1)\n"
+	"    reply = 'replay ' .. left .. ' ' .. string.sub(rec, sp + 1, sp2 and sp2 - 1 or -1)\n"
 	"  else\n"
 	"    reply = 'conflict ' .. left\n"
 	"  end\n"
@@ -189,7 +197,7 @@ static const char script_add[] =
 	"    end\n"
 	"  else\n"
 	"    local s = redis.call('GET', KEYS[1])\n"
-	"    redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or " OP_TTL ")\n"
+	"    redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or OP_TTL)\n"
 	"    reply = 'ok ' .. left .. ' ' .. s\n"
 	"  end\n"
 	"end\n"
@@ -198,15 +206,19 @@ static const char script_add[] =
 /*
  * KEYS: sum, {prefix}:op:<tok>, rl.  ARGV: value, tok, resend.  A resend
  * whose token is recorded was applied: it sets nothing again (an addition
- * acknowledged since then stays).
+ * acknowledged since then stays), before the limiter, with remaining -1.
+ * With WAITS it rewrites the token, so that its WAIT has a write to confirm
+ * (and, replicated after the set, confirms the set too).
  */
 static const char script_set[] =
 	"-- abacus:set\n"
-	LUA_BUDGET("KEYS[3]")
-	"if ARGV[3] ~= '1' or redis.call('EXISTS', KEYS[2]) == 0 then\n"
-	"  redis.call('SET', KEYS[1], ARGV[1])\n"
-	"  redis.call('SET', KEYS[2], '1', 'EX', " OP_TTL ")\n"
+	"if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then\n"
+	"  if WAITS then redis.call('SET', KEYS[2], '1', 'KEEPTTL') end\n"
+	"  return 'ok -1 ' .. ARGV[1]\n"
 	"end\n"
+	LUA_BUDGET("KEYS[3]")
+	"redis.call('SET', KEYS[1], ARGV[1])\n"
+	"redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)\n"
 	"local reply = 'ok ' .. left .. ' ' .. ARGV[1]\n"
 	LUA_ADMIT("KEYS[3]");
 
@@ -362,9 +374,10 @@ static bool format_script(char *out, size_t cap, const struct store_options *opt
                           const char *flags, const char *body)
 {
 	long long window_us = (long long)opt->rate_limit_window_seconds * 1000000LL;
+	long op_ttl = (opt->connect_timeout_ms + opt->command_timeout_ms + 999) / 1000 + OP_TTL_MARGIN_S;
+	long ttl = opt->idempotency_ttl_seconds > op_ttl ? opt->idempotency_ttl_seconds : op_ttl;
 	int n = snprintf(out, cap, SCRIPT_HEADER, flags, opt->rate_limit_requests, window_us,
-	                 window_us / 1000, opt->idempotency_ttl_seconds,
-	                 opt->min_replicas > 0 ? "true" : "false");
+	                 window_us / 1000, ttl, op_ttl, opt->min_replicas > 0 ? "true" : "false");
 	size_t body_len = strlen(body);
 
 	if (n < 0 || (size_t)n + body_len >= cap)
@@ -1088,12 +1101,14 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 		enum topology_error kind;
 		redisReply *reply;
 		uint64_t started;
+		size_t queued;
 
 		if (!ensure_connected(store, deadline) || !set_timeout(store, deadline))
 			return NULL;
 		errno = 0;
 		started = now_us();
 		append_script(store->ctx, store, call, false);
+		queued = sdslen(store->ctx->obuf);
 		reply = read_script(store->ctx, call, false);
 		count_op(script_ops[call->id], reply, started);
 		if (reply == NULL) {
@@ -1101,10 +1116,10 @@ static redisReply *run_script(struct store *store, struct script_call *call)
 			int saved_errno = errno;
 
 			/*
-			 * Redis runs only a command it received whole: a write that failed
-			 * (hiredis keeps what it could not send) ran nothing.
+			 * Redis runs only a command it received whole: a write that sent
+			 * nothing (hiredis keeps what it could not send) ran nothing.
 			 */
-			if (sdslen(store->ctx->obuf) == 0)
+			if (sdslen(store->ctx->obuf) < queued)
 				call->maybe_applied = true;
 			disconnect(store, store->ctx->errstr);
 			/*
@@ -1275,6 +1290,7 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 	if ((status == STORE_OK || status == STORE_REPLAYED) &&
 	    !store_parse_int64(at, (size_t)(end - at), &res->sum))
 		status = STORE_NOT_INTEGER;
+	res->replayed = status == STORE_REPLAYED;
 	return status;
 }
 
@@ -1293,6 +1309,13 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 		return call->changes && call->maybe_applied ? STORE_OUTCOME_UNKNOWN : STORE_UNAVAILABLE;
 	status = decode_reply(reply, store, res, op);
 	freeReplyObject(reply);
+	/*
+	 * The resend's script ran and found no token: the first attempt did not
+	 * apply, whatever the resend answered.  But an error reply means the
+	 * resend did not run at all: the first attempt's fate is still unknown.
+	 */
+	if (call->changes && call->maybe_applied && (status == STORE_UNAVAILABLE || status == STORE_FULL))
+		return STORE_OUTCOME_UNKNOWN;
 	if (call->wait && (status == STORE_OK || status == STORE_REPLAYED) &&
 	    call->acked < store->opt.min_replicas) {
 		struct log_line l;
@@ -1463,15 +1486,17 @@ static long long info_field(const char *info, const char *name)
 }
 
 /*
- * Full: INFO memory says used_memory has reached maxmemory (a noeviction
- * Redis then refuses every writing script).  Close to Redis's own test,
- * which leaves a few buffers out of the count.
+ * Full: INFO memory says used_memory has reached maxmemory under noeviction
+ * (Redis then refuses every writing script; an evicting policy makes room
+ * instead).  Close to Redis's own test, which leaves replication and AOF
+ * buffers out of the count: near the limit this may say full a little early.
  */
 static bool memory_full(const redisReply *info)
 {
 	long long used, max;
 
-	if (info == NULL || info->type != REDIS_REPLY_STRING)
+	if (info == NULL || info->type != REDIS_REPLY_STRING ||
+	    strstr(info->str, "\nmaxmemory_policy:noeviction") == NULL)
 		return false;
 	used = info_field(info->str, "used_memory");
 	max = info_field(info->str, "maxmemory");

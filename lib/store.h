@@ -54,6 +54,7 @@ enum store_status {
 /* What an operation returns besides its status. */
 struct store_result {
 	int64_t sum;            /* the sum after (or, for a replay, at) the operation */
+	bool replayed;          /* a replay (also when the status is STORE_NOT_REPLICATED) */
 	bool limited;           /* the rate limiter ran: the fields below are valid */
 	long remaining;         /* requests left in the budget after this one */
 	long reset_seconds;     /* until the budget is full again */

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,21 @@ static void proxy(const char *line, char *out, size_t cap)
 		snprintf(out, cap, "%s", buf);
 }
 
-/* A store through the proxy, keys under a fresh prefix; connected and warm. */
-static struct store *open_store(void)
+/* Runs a command on Redis directly (not through the proxy). */
+static void redis_do(const char *command)
+{
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	redisReply *r;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, command);
+	ck_assert_ptr_nonnull(r);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/* A store through the proxy with this rate limit, keys under a fresh prefix; connected and warm. */
+static struct store *open_limited_store(long limit)
 {
 	struct store_options opt;
 	struct store_result res;
@@ -66,14 +80,45 @@ static struct store *open_store(void)
 	opt.command_timeout_ms = 1000;
 	opt.prefix = prefix;
 	opt.idempotency_ttl_seconds = 60;
-	opt.rate_limit_requests = 1000000;
+	opt.rate_limit_requests = limit;
 	opt.rate_limit_window_seconds = 60;
 	s = store_new(&opt);
 	ck_assert_ptr_nonnull(s);
 	proxy("CLEAR", NULL, 0);
+	redis_do("CONFIG SET maxmemory 0");     /* whatever a failed test left */
 	/* Open, with the scripts loaded: a fault then hits a connection that was open. */
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
 	return s;
+}
+
+static struct store *open_store(void)
+{
+	return open_limited_store(1000000);
+}
+
+/*
+ * While the proxy holds a reply ("ARM drop ... wait"), another client's
+ * command runs on Redis; then the reply is dropped and the store resends.
+ */
+static void *meanwhile(void *command)
+{
+	char status[256] = "";
+
+	for (int i = 0; i < 100 && strstr(status, "held=1 ") == NULL; i++) {
+		usleep(20000);
+		proxy("STATUS", status, sizeof(status));
+	}
+	redis_do(command);
+	proxy("RELEASE", NULL, 0);
+	return NULL;
+}
+
+static pthread_t start_meanwhile(const char *command)
+{
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, meanwhile, (void *)command), 0);
+	return t;
 }
 
 /* The sum as Redis has it, read directly (0 when missing). */
@@ -132,11 +177,64 @@ START_TEST(test_lost_reply_of_a_set_is_not_set_again)
 {
 	struct store *s = open_store();
 	struct store_result res;
+	char incr[128];
+	pthread_t t;
 
-	proxy("ARM drop script:set 1 0", NULL, 0);
+	/* Set 100; before its reply arrives another client adds 5; the resend must keep it. */
+	snprintf(incr, sizeof(incr), "INCRBY {%s}:sum 5", prefix);
+	proxy("ARM drop script:set 1 wait", NULL, 0);
+	t = start_meanwhile(incr);
 	ck_assert_int_eq(store_set(s, &alice, 100, &res), STORE_OK);
+	pthread_join(t, NULL);
 	ck_assert_int_eq(res.sum, 100);
-	ck_assert_int_eq(redis_sum(), 100);
+	ck_assert_int_eq(redis_sum(), 105);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_resend_at_the_rate_limit_is_recognised)
+{
+	struct store *s = open_limited_store(2);        /* the warm-up GET took one */
+	struct idem_key k = key("limit-1");
+	struct store_result res;
+
+	proxy("ARM drop script:add 1 0", NULL, 0);
+	/* The first attempt took the last one: the resend must not be refused. */
+	ck_assert_int_eq(store_add(s, &alice, &k, 6, &res), STORE_OK);
+	ck_assert_int_eq(redis_sum(), 6);
+	ck_assert_int_eq(store_add(s, &alice, &k, 6, &res), STORE_RATE_LIMITED);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_resend_refused_by_a_full_redis_is_unknown)
+{
+	struct store *s = open_store();
+	struct idem_key k = key("full-1");
+	struct store_result res;
+	pthread_t t;
+
+	proxy("ARM drop script:add 1 wait", NULL, 0);
+	t = start_meanwhile("CONFIG SET maxmemory 1");
+	/* The first attempt ran; the resend is refused before it runs: unknown, not "full". */
+	ck_assert_int_eq(store_add(s, &alice, &k, 2, &res), STORE_OUTCOME_UNKNOWN);
+	pthread_join(t, NULL);
+	redis_do("CONFIG SET maxmemory 0");
+	ck_assert_int_eq(redis_sum(), 2);
+	store_free(s);
+}
+END_TEST
+
+START_TEST(test_lost_reply_twice_is_unknown)
+{
+	struct store *s = open_store();
+	struct idem_key k = key("twice-1");
+	struct store_result res;
+
+	proxy("ARM drop script:add 1 0", NULL, 0);
+	proxy("ARM drop script:add 1 0", NULL, 0);
+	ck_assert_int_eq(store_add(s, &alice, &k, 3, &res), STORE_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(redis_sum(), 3);
 	store_free(s);
 }
 END_TEST
@@ -216,6 +314,9 @@ static Suite *faults_suite(void)
 	tcase_add_test(tc, test_lost_reply_of_an_addition_is_resent_and_recognised);
 	tcase_add_test(tc, test_lost_reply_of_a_keyless_addition_applies_once);
 	tcase_add_test(tc, test_lost_reply_of_a_set_is_not_set_again);
+	tcase_add_test(tc, test_resend_at_the_rate_limit_is_recognised);
+	tcase_add_test(tc, test_resend_refused_by_a_full_redis_is_unknown);
+	tcase_add_test(tc, test_lost_reply_twice_is_unknown);
 	tcase_add_test(tc, test_reset_before_redis_is_resent);
 	tcase_add_test(tc, test_late_reply_is_an_unknown_outcome);
 	tcase_add_test(tc, test_refused_connection_changes_nothing);

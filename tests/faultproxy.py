@@ -239,9 +239,10 @@ class Proxy:
 
     async def apply_refuse(self):
         if self.refuse_wanted and self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+            # Stop listening at once; open connections (a held reply) go on.
+            # (No wait_closed: from Python 3.12 it waits for those too.)
+            server, self.server = self.server, None
+            server.close()
         elif not self.refuse_wanted and self.server is None:
             await self.start()
 

@@ -29,7 +29,7 @@ wait_until 5 ctl STATUS || { echo "the fault proxy did not start: $(cat "$TMP/pr
 # A: through the proxy (keyless additions allowed, to test those too); B: direct.
 WORKERS=1 start_stack a REDIS_URL="redis://127.0.0.1:$PX/0" ABACUS_API_KEYS="$KEY" \
   ABACUS_IDEMPOTENCY_REQUIRED=false ABACUS_RATE_LIMIT_REQUESTS=1000000 \
-  ABACUS_REDIS_TIMEOUT_MS=1000 ABACUS_REDIS_CONNECT_TIMEOUT_MS=500 || exit 1
+  ABACUS_REDIS_TIMEOUT_MS=2500 ABACUS_REDIS_CONNECT_TIMEOUT_MS=500 || exit 1
 A=$P1; ALOG=$STACK/frontend-$P1/error.log; ASTACK=$STACK
 WORKERS=1 start_stack b REDIS_URL="redis://127.0.0.1:$RP/0" ABACUS_API_KEYS="$KEY" \
   ABACUS_RATE_LIMIT_REQUESTS=1000000 || exit 1
@@ -58,21 +58,53 @@ problem_type() { json type; }
 warm
 check "the proxy learned the scripts' SHAs" 3 "$(ctl SCRIPTS | grep -oE '(get|add|set)=[0-9a-f]{40}' | wc -l)"
 
-# ---- the issue's sequence: a PUT whose reply is lost while B adds 5 ----
+# ---- the issue's sequence: a change whose reply is lost while B adds 5 ----
+# lost_while_b_adds LABEL CMD...: CMD runs against A in the background; while
+# the proxy holds its reply (Redis ran it), B adds 5; then the reply is dropped
+# and A resends.  Between the hold and the release only B's curl runs: A's
+# deadline (3 s) is far away.
+lost_while_b_adds() {
+  local label=$1; shift
+  ( "$@"; echo "$STATUS $(json new_sum)" >"$TMP/$label.out" ) &
+  local bg=$!
+  check_true "$label: Redis ran it, the proxy holds the reply" wait_until 5 held_is 1
+  B_OUT=$(curl -s --max-time 5 -X POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" \
+    -H "Idempotency-Key: eo-b-$label" -H 'Content-Type: application/json' --data-binary '{"number": 5}')
+  ctl RELEASE >/dev/null
+  wait "$bg"
+}
 set_direct 100; warm
 ctl ARM drop script:set 1 wait >/dev/null
-( put_a put-lost 1000; echo "$STATUS $(json new_sum)" >"$TMP/put.out" ) &
-bg=$!
-check_true "PUT reply lost: Redis ran it, the proxy holds the reply" wait_until 5 held_is 1
-check "PUT reply lost: meanwhile the PUT is applied" 1000 "$(direct_sum)"
-req POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" -H 'Idempotency-Key: eo-b-5' \
-  -H 'Content-Type: application/json' --data-binary '{"number": 5}'
-check "PUT reply lost: B's +5 in between is acknowledged" "200 1005" "$STATUS $(json current_sum)"
-ctl RELEASE >/dev/null
-wait "$bg"
-check "PUT reply lost: A's client is told the PUT succeeded" "200 1000" "$(cat "$TMP/put.out")"
+lost_while_b_adds put-lost put_a put-lost 1000
+check "PUT reply lost: B's +5 in between was acknowledged" '{"message":"Number added successfully.","current_sum":1005}' "$B_OUT"
+check "PUT reply lost: A's client is told the PUT succeeded" "200 1000" "$(cat "$TMP/put-lost.out")"
 check "PUT reply lost: the resend did not erase B's acknowledged +5" 1005 "$(direct_sum)"
 check "PUT reply lost: one sum_set event" 1 "$(events put-lost sum_set)"
+warm
+ctl ARM drop script:set 1 wait >/dev/null
+lost_while_b_adds del-lost req DELETE "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY" -H "X-Request-ID: del-lost"
+check "DELETE reply lost: B's +5 in between was acknowledged" '{"message":"Number added successfully.","current_sum":5}' "$B_OUT"
+check "DELETE reply lost: A's client is told the reset succeeded" "200 0" "$(cat "$TMP/del-lost.out")"
+check "DELETE reply lost: the resend did not erase B's +5" 5 "$(direct_sum)"
+check "DELETE reply lost: one sum_set event" 1 "$(events del-lost sum_set)"
+
+# ---- the resend's reply is lost too: the outcome is unknown ----
+set_direct 0; warm
+ctl ARM drop script:add 1 0 >/dev/null; ctl ARM drop script:add 1 0 >/dev/null
+post_a kk-twice kk-1 8
+check "reply lost twice: 503 outcome-unknown" "503 urn:abacus:problem:outcome-unknown" "$STATUS $(problem_type)"
+check "reply lost twice: it was applied (the resend found its token)" 8 "$(direct_sum)"
+check_match "reply lost twice: the detail says a keyed retry is safe" 'retry with the same Idempotency-Key' "$(json detail)"
+wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
+post_a kk-retry kk-1 8
+check "reply lost twice: the retry replays" "200 8 true" "$STATUS $(json current_sum) $(header idempotent-replayed)"
+warm
+ctl ARM drop script:set 1 0 >/dev/null; ctl ARM drop script:set 1 0 >/dev/null
+put_a put-twice 30
+check "PUT reply lost twice: 503 outcome-unknown" "503 urn:abacus:problem:outcome-unknown" "$STATUS $(problem_type)"
+check_match "PUT reply lost twice: the detail says read the sum first" 'read the sum' "$(json detail)"
+check "PUT reply lost twice: applied" 30 "$(direct_sum)"
+wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
 
 # ---- keyed POST, reply lost after Redis ran it ----
 set_direct 0; warm
@@ -98,14 +130,6 @@ check "keyless POST reply lost: 200" "200 10" "$STATUS $(json current_sum)"
 check "keyless POST reply lost: applied once" 10 "$(direct_sum)"
 check "keyless POST reply lost: one sum_added event" 1 "$(events kl-lost sum_added)"
 
-# ---- DELETE, reply lost ----
-warm
-ctl ARM drop script:set 1 0 >/dev/null
-req DELETE "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY" -H "X-Request-ID: del-lost"
-check "DELETE reply lost: 200" "200 0" "$STATUS $(json new_sum)"
-check "DELETE reply lost: the sum is 0" 0 "$(direct_sum)"
-check "DELETE reply lost: one sum_set event" 1 "$(events del-lost sum_set)"
-
 # ---- GET, reply lost: resent, answered ----
 set_direct 42; warm
 ctl ARM drop script:get 1 0 >/dev/null
@@ -130,25 +154,25 @@ check "PUT reset before Redis: one sum_set event" 1 "$(events put-reset sum_set)
 
 # ---- the late reply: Redis ran it, the answer comes after the deadline ----
 set_direct 0; warm
-ctl ARM hold script:add 1 2500 >/dev/null
+ctl ARM hold script:add 1 4000 >/dev/null
 post_a kh-late kh-1 9
 check "keyed POST, late reply: 503" 503 "$STATUS"
 check "keyed POST, late reply: says the outcome is unknown" "urn:abacus:problem:outcome-unknown" "$(problem_type)"
 check "keyed POST, late reply: Retry-After" 1 "$(header retry-after)"
 check "keyed POST, late reply: no sum_added (the worker cannot know)" 0 "$(events kh-late sum_added)"
 check "keyed POST, late reply: an outcome_unknown event" 1 "$(events kh-late outcome_unknown)"
-check_true "keyed POST, late reply: Redis did run it" wait_until 5 sum_is 9
+check_true "keyed POST, late reply: Redis did run it" wait_until 6 sum_is 9
 check_true "the worker recovers after the late reply" wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
 post_a kh-retry kh-1 9
 check "keyed POST, late reply: the client's retry replays (it was applied)" "200 9 true" "$STATUS $(json current_sum) $(header idempotent-replayed)"
 check "keyed POST, late reply: applied once" 9 "$(direct_sum)"
 warm
-ctl ARM hold script:set 1 2500 >/dev/null
+ctl ARM hold script:set 1 4000 >/dev/null
 put_a put-late 70
 check "PUT, late reply: 503 outcome-unknown" "503 urn:abacus:problem:outcome-unknown" "$STATUS $(problem_type)"
-check_true "PUT, late reply: it was applied" wait_until 5 sum_is 70
+check_true "PUT, late reply: it was applied" wait_until 6 sum_is 70
 wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
-ctl ARM hold script:get 1 2500 >/dev/null
+ctl ARM hold script:get 1 4000 >/dev/null
 req GET "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY"
 check "GET, late reply: 503 redis-unavailable (a read changed nothing)" "503 urn:abacus:problem:redis-unavailable" "$STATUS $(problem_type)"
 
@@ -208,8 +232,11 @@ c_post() { req POST "http://127.0.0.1:$C/abacus/number" -H "X-API-Key: $KEY" -H 
 c_post nr-1 5 nr-first
 check "no replica: 503 not-replicated" "503 urn:abacus:problem:not-replicated" "$STATUS $(problem_type)"
 check "no replica: ... but applied on the master" 5 "$(redis-cli -p "$RN" get '{abacus}:sum')"
+check "no replica: its one sum_added event says not replicated" 1 \
+  "$(grep -F '"request_id":"nr-first"' "$STACK/frontend-$C/error.log" | grep '"event":"sum_added"' | grep -c '"replicated":false')"
 c_post nr-1 5 nr-retry
 check "no replica: the retry with the same key is not applied again" "503 5" "$STATUS $(redis-cli -p "$RN" get '{abacus}:sum')"
+check "no replica: the retry logs no sum_added" 0 "$(grep -F '"request_id":"nr-retry"' "$STACK/frontend-$C/error.log" | grep -c '"event":"sum_added"')"
 read -r RR _ < <(start_redis replica --replicaof 127.0.0.1 "$RN") || exit 1
 synced() { redis-cli -p "$RN" info replication | tr -d '\r' | grep -q '^connected_slaves:1'; }
 wait_until 10 synced

@@ -222,7 +222,7 @@ stop_stack() { stack_env "$STACK" "$ROOT/tools/abacus-stack" stop >/dev/null 2>&
 # req METHOD URL [curl args...]: sets STATUS, BODY, HEADERS (lower-cased names).
 req() {
   local method=$1 url=$2; shift 2
-  local out=$TMP/req.$$ how=(-X "$method")
+  local out=$TMP/req.$BASHPID how=(-X "$method")   # BASHPID: a background req has its own files
   [ "$method" = HEAD ] && how=(--head)   # -X HEAD would wait for a body
   rm -f "$out.body" "$out.head"
   touch "$out.body" "$out.head"
