@@ -21,8 +21,8 @@
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_MAX_SENTINEL_MS 250
 #define KEY_MAX 512
-#define SCRIPT_MAX 4096
-#define TOKEN_LEN 16            /* an attempt token: 64 bits in hex */         /* a script's text: header and body (~2,000 bytes) */
+#define SCRIPT_MAX 4096         /* a script's text: header and body (~2,000 bytes) */
+#define TOKEN_LEN 16            /* an attempt token: 64 bits in hex */
 
 /*
  * ---------------------------------------------------------------------------
