@@ -44,6 +44,9 @@ stop_everything() {
 }
 
 cleanup() {
+  # Only the suite's own shell: a subshell inherits the trap (and can be
+  # killed before it execs what it was started for).
+  [ "$BASHPID" = "$$" ] || return 0
   stop_everything
   release_ports
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; fi
@@ -113,6 +116,7 @@ PORT_CLAIMS=${ABACUS_PORT_CLAIMS:-/tmp/abacus-test-ports}
 
 port_range() {
   local lo hi
+  [ -n "${ABACUS_TEST_PORT_RANGE:-}" ] && { echo "$ABACUS_TEST_PORT_RANGE"; return; }   # "LO HI", for it_harness
   read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { lo=32768; hi=60999; }
   if [ "$lo" -gt 12000 ]; then echo "10000 $((lo - 1))"; else echo "$((hi + 1)) 65000"; fi
 }
