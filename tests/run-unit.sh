@@ -5,6 +5,9 @@ set -u
 suite_init unit
 read -r port _ < <(start_redis unit --appendonly no) || exit 1
 export ABACUS_TEST_REDIS_PORT=$port
+# Check's default of 4 s per test is a speed limit on a loaded machine; the
+# tests bound their own waits.
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
 # The fault proxy in front of it (check_store_faults).
 ABACUS_TEST_PROXY_PORT=$(free_port); ABACUS_TEST_PROXY_CONTROL=$(free_port)
 export ABACUS_TEST_PROXY_PORT ABACUS_TEST_PROXY_CONTROL
