@@ -98,7 +98,10 @@ CASES = [
     ("body is a string", W, 400, post('"{\\"number\\": 1}"')),
     ("body is a number", W, 400, post('1')),
     ("body is null", W, 400, post('null')),
-    ("nesting 10,000 deep", W, 413, post('{"number": 1, "x": ' + '[' * 10000 + ']' * 10000 + '}')),
+    # Within the 4096-byte limit, so the nesting itself is what is refused (past 32 levels).
+    ("nesting 1,000 deep", W, 400, post('{"number": 1, "x": ' + '[' * 1000 + ']' * 1000 + '}')),
+    ("nesting 33 deep", W, 400, post('{"number": 1, "x": ' + '[' * 32 + ']' * 32 + '}')),
+    ("nesting 10,000 deep (over the size limit too)", W, 413, post('{"number": 1, "x": ' + '[' * 10000 + ']' * 10000 + '}')),
     ("invalid UTF-8", W, 400, post(b'{"number": 1, "s": "\xff\xfe"}')),
     ("overlong UTF-8", W, 400, post(b'{"number": 1, "s": "\xc0\xaf"}')),
     ("UTF-16 surrogate in UTF-8", W, 400, post(b'{"number": 1, "s": "\xed\xa0\x80"}')),

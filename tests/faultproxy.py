@@ -172,7 +172,7 @@ class Proxy:
                         and cmd[1].upper() == b"LOAD":
                     m = MARKER.search(cmd[2])
                     load = m.group(1).decode() if m else None
-                await pending.put(("load", load) if load else ("rule", rule))
+                await pending.put(("cmd", (load, rule)))
                 uwriter.write(raw)
                 await uwriter.drain()
 
@@ -189,11 +189,12 @@ class Proxy:
                 kind, what = await pending.get()
                 if kind == "eof":
                     return
-                if kind == "load" and isinstance(reply, bytes):
-                    self.scripts[what] = reply.lower()
-                elif kind == "rule" and what is not None and what.action == "hold":
+                load, what = what
+                if load and isinstance(reply, bytes):
+                    self.scripts[load] = reply.lower()
+                if what is not None and what.action == "hold":
                     await asyncio.sleep(what.ms / 1000)
-                elif kind == "rule" and what is not None and what.action == "drop":
+                elif what is not None and what.action == "drop":
                     self.held += 1
                     try:
                         if what.ms == "wait":

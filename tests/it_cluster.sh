@@ -21,14 +21,16 @@ start_node() { # N: prints the port it listens on
   mkdir -p "$dir"
   cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
   for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    [ "$port" -lt 55000 ] && port_is_free $((port + 10000)) || continue
-    redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
+    # The cluster bus gets a claimed port of its own (not port + 10000, which
+    # nobody claimed and may lie in the ephemeral range).
+    port=$(free_port); bus=$(free_port)
+    redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
       --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
       --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
       --requirepass "$PW" --masterauth "$PW" >/dev/null || continue
+    # The pid first: a server that never answers is still stopped by cleanup.
+    wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
     if wait_until 5 redis_ping "$port"; then
-      cat "$dir/redis.pid" >>"$TMP/pids"
       echo "$port"
       return 0
     fi

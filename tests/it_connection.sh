@@ -96,6 +96,21 @@ check "after an answered command the backoff starts again at 50 ms" \
   "50 100 200 50 " "$(backoffs "$LOG" "$W")"
 stop_stack
 
+# ---- one deadline per request, across the connection's setup ----
+# The setup pipeline (SELECT, three SCRIPT LOADs) answers slowly: 0.9 s per
+# SCRIPT LOAD.  Each read alone is within the 1 s command timeout; together
+# they are not.  A GET must give up at connect + command timeout (1.5 s), not
+# after 2.7 s of setup.
+WORKERS=1 start_stack setup REDIS_URL="redis://127.0.0.1:$PX/0" ABACUS_API_KEYS="$KEY" || exit 1
+timed "$P1" /abacus/sum
+check "setup deadline: GET 200 first" 200 "$STATUS"
+ctl KILL >/dev/null                 # the next request reconnects (and sets up)
+for i in 1 2 3; do ctl ARM hold cmd:SCRIPT 1 900 >/dev/null; done
+timed "$P1" /abacus/sum
+check "setup deadline: a slow setup answers 503" 503 "$STATUS"
+check_true "setup deadline: ... within the request's deadline, not after the whole setup ($SECS s)" below "$SECS" 2.3
+stop_stack
+
 # ---- a Redis restart under 8 workers x 2 front ends: attempts spread ----
 # Redis first hangs (every worker's request times out, so the load reaches
 # all 16 workers, and each schedules its next attempt), then is killed and

@@ -12,17 +12,24 @@ suite_init harness
 read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
 p=$(free_port)
 check_true "a port lies below the ephemeral range ($p < $lo)" test "$p" -lt "$lo"
-# Ten ports from a range of ten, each in its own subshell: all different.
-range_lo=$(( (RANDOM % 1000) * 10 + 1024 ))
-ten=$(for i in $(seq 1 10); do ABACUS_TEST_PORT_RANGE="$range_lo $((range_lo + 9))" bash -c '. tests/lib.sh; free_port' 2>/dev/null & done; wait)
-# (each of those shells exited: their claims died with them; a live suite's hold)
-mine=(); for i in $(seq 1 10); do mine+=("$(ABACUS_TEST_PORT_RANGE="$range_lo $((range_lo + 9))" free_port 2>/dev/null)"); done
-check "ten \$(free_port) calls of one suite in a ten-port range: ten different ports" 10 "$(printf '%s\n' "${mine[@]}" | grep -c . | tr -d ' ')"
-check "... all different" 10 "$(printf '%s\n' "${mine[@]}" | sort -u | grep -c .)"
-check "an eleventh finds none (they are held until the suite ends)" "" "$(ABACUS_TEST_PORT_RANGE="$range_lo $((range_lo + 9))" free_port 2>/dev/null)"
-other=$(ABACUS_TEST_PORT_RANGE="$range_lo $((range_lo + 9))" bash -c '. tests/lib.sh; free_port' 2>/dev/null)
+# A range of ten that holds none of the ports the suites must never take.
+range_lo=$(( (RANDOM % 900) * 10 + 10000 ))
+range="$range_lo $((range_lo + 9))"
+# Ten suites at once, each claiming a port of that range and holding it: ten
+# different ports.
+for i in $(seq 1 10); do
+  ABACUS_TEST_PORT_RANGE=$range bash -c '. tests/lib.sh; free_port; sleep 3' >"$TMP/claim.$i" 2>/dev/null &
+done
+wait_until 10 sh -c "cat $TMP/claim.* | grep -c . | grep -qx 10"
+check "ten suites at once in a ten-port range: ten different ports" 10 "$(cat "$TMP"/claim.* | sort -u | grep -c .)"
+wait
+# Those suites have ended: their claims are stale and free again.  Ten
+# $(free_port) calls of this suite (each in a subshell) get ten different ports.
+mine=(); for i in $(seq 1 10); do mine+=("$(ABACUS_TEST_PORT_RANGE=$range free_port 2>/dev/null)"); done
+check "ten \$(free_port) calls of one suite in a ten-port range: ten different ports" 10 "$(printf '%s\n' "${mine[@]}" | sort -u | grep -c .)"
+check "an eleventh finds none (they are held until the suite ends)" "" "$(ABACUS_TEST_PORT_RANGE=$range free_port 2>/dev/null)"
+other=$(ABACUS_TEST_PORT_RANGE=$range bash -c '. tests/lib.sh; free_port' 2>/dev/null)
 check "another suite running now gets none of them either" "" "$other"
-[ -n "$ten" ] || true
 
 # ---- a report printed at exit is read ----
 # A fake worker that prints a LeakSanitizer report when it is stopped, as an

@@ -35,8 +35,9 @@ start_data_server() { # NAME PORT [args...]
   [ -f "$dir/redis.conf" ] || cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
   redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${auth[@]}" "$@" >/dev/null || return 1
+  # The pid first: a server that never answers is still stopped by cleanup.
+  wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
   wait_until 5 redis_ping "$port" || return 1
-  cat "$dir/redis.pid" >>"$TMP/pids"
 }
 PORT_A=$(free_port); PORT_B=$(free_port)
 start_data_server a "$PORT_A" || exit 1

@@ -80,7 +80,7 @@ check "stop: no process of front end 1 left" "" "$(processes_of "$STACK/frontend
 check "stop: no process of front end 2 left" "" "$(processes_of "$STACK/frontend-$P2")"
 check "stop: Redis stopped" "" "$(kill -0 "$rpid" 2>/dev/null && echo running)"
 check "stop: no worker socket left" "" "$(ls "$rt1"/abacus.sock-* "$STACK"/frontend-*/abacus.sock-* 2>/dev/null)"
-check "stop: the runtime directory is gone" "" "$(ls -d "$rt1" 2>/dev/null)"
+check "stop: the runtime directory is gone" "" "$(ls -d "$rt1" "$(dirname "$rt1")" 2>/dev/null | grep -v "^$STACK")"
 
 # ---- `run` (what `make run` does): foreground, Ctrl-C stops everything ----
 RUNDIR=$TMP/run; mkdir -p "$RUNDIR"
@@ -105,6 +105,8 @@ kill -INT -- "-$runner"
 check_true "run: Ctrl-C ends it" wait_until 10 sh -c "! kill -0 $runner 2>/dev/null"
 check "run: nothing left behind" "" "$(processes_of "$RUNDIR/frontend-$rp1")"
 check "run: Redis stopped" "" "$(redis-cli -p "$rrp" ping 2>/dev/null)"
+runtime_of() { echo "/run/abacus-stack/$(printf '%s' "$(cd "$1" && pwd -P)" | cksum | cut -d' ' -f1)"; }
+[ "$(id -u)" -eq 0 ] && check "run: its runtime directory is gone" "" "$(ls -d "$(runtime_of "$RUNDIR")" 2>/dev/null)"
 
 # ---- a port already taken: refused before anything starts, naming the port ----
 taken=$(free_port); other=$(free_port); trp=$(free_port)
@@ -115,6 +117,9 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$taken" &
 PIDS+=("$!")
 wait_until 5 sh -c "ss -Hltn '( sport = :$taken )' | grep -q ."
 TAKEN=$TMP/taken; mkdir -p "$TAKEN"
+# Known to cleanup: should start wrongly succeed, nothing outlives the suite.
+printf 'ABACUS_VAR_DIR=%s\nABACUS_PORTS=%q\nABACUS_REDIS_PORT=%s\n' "$TAKEN" "$other $taken" "$trp" >"$TAKEN/stack.env"
+STACKS+=("$TAKEN")
 out=$(ABACUS_VAR_DIR=$TAKEN ABACUS_PORTS="$other $taken" ABACUS_REDIS_PORT=$trp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
   "$ROOT/tools/abacus-stack" start 2>&1)
 check "port taken: start exits 1" 1 "$?"
@@ -128,11 +133,15 @@ check "port taken: no front end left" "" "$(processes_of "$TAKEN/frontend-$other
 # the start cannot see it, lighttpd's bind fails. ----
 FAILDIR=$TMP/fail; mkdir -p "$FAILDIR"
 fp1=$(free_port); fp2=$(free_port); frp=$(free_port)
+printf 'ABACUS_VAR_DIR=%s\nABACUS_PORTS=%q\nABACUS_REDIS_PORT=%s\n' "$FAILDIR" "$fp1 $fp2" "$frp" >"$FAILDIR/stack.env"
+STACKS+=("$FAILDIR")
 python3 -c '
 import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); time.sleep(60)' "$fp2" &
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))
+open(sys.argv[2], "w").close()
+time.sleep(60)' "$fp2" "$FAILDIR/bound" &
 PIDS+=("$!")
-sleep 0.5
+wait_until 5 test -e "$FAILDIR/bound"
 out=$(ABACUS_VAR_DIR=$FAILDIR ABACUS_PORTS="$fp1 $fp2" ABACUS_REDIS_PORT=$frp ABACUS_BIN=$BIN ABACUS_WORKERS=1 \
   "$ROOT/tools/abacus-stack" start 2>&1)
 check "failed start: exit 1" 1 "$?"
@@ -142,6 +151,7 @@ check_match "failed start: says nothing is left" "nothing was left running" "$ou
 check "failed start: Redis stopped" "" "$(redis-cli -p "$frp" ping 2>/dev/null)"
 check "failed start: the first front end stopped" "" "$(processes_of "$FAILDIR/frontend-$fp1")"
 check "failed start: the second front end left nothing" "" "$(processes_of "$FAILDIR/frontend-$fp2")"
+[ "$(id -u)" -eq 0 ] && check "failed start: no runtime directory left" "" "$(ls -d "$(runtime_of "$FAILDIR")" 2>/dev/null)"
 out=$(ABACUS_VAR_DIR=$FAILDIR ABACUS_PORTS="$fp1 70000" ABACUS_REDIS_PORT=$frp ABACUS_BIN=$BIN "$ROOT/tools/abacus-stack" start 2>&1)
 check_match "a port out of range is refused up front" "^abacus-stack: port 70000 \(ABACUS_PORTS\) is not a TCP port" "$out"
 

@@ -24,7 +24,8 @@ suite_init() {
   # checkout itself need not be: abacus-stack stages what the workers need).
   chmod 755 "$TMP"
   trap cleanup EXIT
-  trap 'exit 130' INT TERM
+  # Stopped from outside (run-integration's time limit, Ctrl-C): a failure, logs kept.
+  trap 'FAILED=$((FAILED + 1)); echo "FAIL the suite was interrupted"; exit 130' INT TERM
 }
 
 # stop_everything: stops every stack and process the suite started, by PID
@@ -127,8 +128,10 @@ claim_port() {
   mkdir -p "$PORT_CLAIMS" 2>/dev/null && chmod 1777 "$PORT_CLAIMS" 2>/dev/null
   if ! mkdir "$PORT_CLAIMS/$p" 2>/dev/null; then
     owner=$(cat "$PORT_CLAIMS/$p/owner" 2>/dev/null)
-    # A claim whose suite is gone is stale: move it aside (atomic), then retry once.
+    # A claim whose suite is gone is stale: move it aside (atomic), then retry
+    # once.  One without an owner yet is being made right now, unless old.
     [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null && return 1
+    [ -z "$owner" ] && [ $(( $(date +%s) - $(stat -c %Y "$PORT_CLAIMS/$p" 2>/dev/null || echo 0) )) -lt 10 ] && return 1
     mv "$PORT_CLAIMS/$p" "$PORT_CLAIMS/.stale.$$.$p" 2>/dev/null || return 1
     rm -rf "$PORT_CLAIMS/.stale.$$.$p"
     mkdir "$PORT_CLAIMS/$p" 2>/dev/null || return 1
@@ -318,7 +321,7 @@ worker_pids() {
 # Adds ADDED to the sum.
 every_worker_adds() {
   local port=$1 key=$2 log=$STACK/frontend-$1/error.log
-  local workers mark round seen missing n out
+  local workers mark round seen missing n out got
   use_load_tool
   workers=$(worker_pids "$port")
   n=$(printf '%s\n' "$workers" | grep -c .)
@@ -328,7 +331,9 @@ every_worker_adds() {
   for round in 1 2 3 4 5 6; do
     out=$("$LOAD" --target "http://127.0.0.1:$port" --requests $((n * 12)) --concurrency $((n * 3)) \
             --idempotency --max-retries 0 --api-key "$key" 2>&1)
-    ADDED=$((ADDED + $(printf '%s\n' "$out" | sed -n 's/^succeeded: \([0-9]*\) .*/\1/p')))
+    got=$(printf '%s\n' "$out" | sed -n 's/^succeeded: \([0-9]*\) .*/\1/p')
+    [ -n "$got" ] || { echo "every_worker_adds: the load tool did not report: $(printf '%s\n' "$out" | tail -n 3 | tr '\n' ' ')"; return 1; }
+    ADDED=$((ADDED + got))
     printf '%s\n' "$out" | grep -q "failed: 0" || { echo "every_worker_adds: not every attempt succeeded: $(printf '%s\n' "$out" | grep -E '^(statuses|succeeded)' | tr '\n' ' ')"; return 1; }
     seen=$(tail -c +$((mark + 1)) "$log" | grep '"event":"sum_added"' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p' | sort -u)
     missing=$(comm -23 <(printf '%s\n' "$workers" | sort) <(printf '%s\n' "$seen" | sort))

@@ -20,8 +20,8 @@ run_suite() { # index suite
   case $suite in *@*) kind=${suite#*@}; suite=${suite%@*} ;; esac
   start=$(date +%s)
   # A hung suite must not hang `make test`: TERM after the limit (the suite's
-  # trap then stops what it started), KILL 20 s later.
-  FRONTEND=$kind timeout -k 20 "$limit" "$suite" >"$out/$i.log" 2>&1
+  # trap then stops what it started), KILL 60 s later.
+  FRONTEND=$kind timeout -k 60 "$limit" "$suite" >"$out/$i.log" 2>&1
   rc=$?
   [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "TIMEOUT: the suite did not finish within $limit s" >>"$out/$i.log"
   echo "$rc $(( $(date +%s) - start )) $kind" >"$out/$i.rc"

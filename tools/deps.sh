@@ -48,12 +48,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The OpenAPI linter, pinned, with its telemetry and update check off (the
-# suite that runs it sets the same variables).
+# suite that runs it sets the same variables).  @redocly/cli 2.x needs Node.js
+# 20.19 or later; Debian 12's own Node.js is 18.19, which 1.34 supports (it
+# lints docs/openapi.yaml the same: valid, no warning).
+redocly_version() {
+  local v major minor
+  v=$(node --version 2>/dev/null | tr -d v) || true
+  major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
+  if [ -z "$v" ]; then echo "none"
+  elif [ "$major" -gt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -ge 19 ]; }; then echo 2.77.0
+  elif [ "$major" -gt 18 ] || { [ "$major" -eq 18 ] && [ "$minor" -ge 17 ]; }; then echo 1.34.6
+  else echo "none"
+  fi
+}
 if [ "${1:-}" = test ] && [ ! -x build/tools/node_modules/.bin/redocly ]; then
-  echo "deps: installing @redocly/cli into build/tools"
+  version=$(redocly_version)
+  [ "$version" != none ] ||
+    { echo "deps: the OpenAPI linter needs Node.js 18.17 or later (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
+  echo "deps: installing @redocly/cli@$version into build/tools (Node.js $(node --version))"
   mkdir -p build/tools
   (cd build/tools && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
-     timeout 600 npm install --silent --no-audit --no-fund --prefix . @redocly/cli@2.77.0 >npm.log 2>&1) ||
-    { echo "deps: npm install @redocly/cli failed; see build/tools/npm.log" >&2; exit 1; }
+     timeout 600 npm install --silent --no-audit --no-fund --prefix . "@redocly/cli@$version" >npm.log 2>&1) ||
+    { echo "deps: npm install @redocly/cli@$version failed:" >&2; tail -n 20 build/tools/npm.log >&2; exit 1; }
 fi
 exit 0
