@@ -103,7 +103,11 @@ static bool caller_or_problem(struct request *r, enum auth_need need)
 	return true;
 }
 
-static void log_sum_event(struct request *r, const char *event, int64_t delta, int64_t sum)
+/*
+ * One event per applied change.  replicated is false for a change applied on
+ * the master that WAIT did not see replicated in time (then the field is there).
+ */
+static void log_change(struct request *r, const char *event, int64_t delta, int64_t sum, bool replicated)
 {
 	struct log_line l;
 
@@ -111,22 +115,20 @@ static void log_sum_event(struct request *r, const char *event, int64_t delta, i
 		log_int(&l, "delta", delta);
 		log_int(&l, "sum", sum);
 		log_str(&l, "key_id", r->caller.key_id);
+		if (!replicated)
+			log_bool(&l, "replicated", false);
 		log_end(&l);
 	}
 }
 
-/* A change applied on the master that WAIT did not see replicated in time. */
+static void log_sum_event(struct request *r, const char *event, int64_t delta, int64_t sum)
+{
+	log_change(r, event, delta, sum, true);
+}
+
 static void log_unconfirmed(struct request *r, const char *event, int64_t delta, int64_t sum)
 {
-	struct log_line l;
-
-	if (log_begin(&l, LOG_LEVEL_INFO, event, r->request_id)) {
-		log_int(&l, "delta", delta);
-		log_int(&l, "sum", sum);
-		log_str(&l, "key_id", r->caller.key_id);
-		log_bool(&l, "replicated", false);
-		log_end(&l);
-	}
+	log_change(r, event, delta, sum, false);
 }
 
 /* ---- handlers ---- */
