@@ -337,22 +337,7 @@ const char *store_strerror(enum store_status status)
 
 bool store_parse_int64(const char *s, size_t len, int64_t *out)
 {
-	bool negative = len > 0 && s[0] == '-';
-	uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-	uint64_t v = 0;
-	size_t i = negative;
-
-	if (i == len || (s[i] == '0' && len - i > 1) || (negative && s[i] == '0'))
-		return false;
-	for (; i < len; i++) {
-		unsigned d = (unsigned)(s[i] - '0');
-
-		if (d > 9 || v > (limit - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = negative ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
-	return true;
+	return decimal_parse_int64(s, len, DECIMAL_REFUSE_MINUS_ZERO, out) == DECIMAL_OK;
 }
 
 void store_options_from_config(struct store_options *opt, const struct config *cfg)
@@ -897,21 +882,6 @@ bool store_connect(struct store *store)
 	                                   (uint64_t)store->opt.command_timeout_ms);
 }
 
-/* Appends the decimal digits of v to buf; returns the new end. */
-static char *put_size(char *buf, size_t v)
-{
-	char digits[24];
-	int n = 0;
-
-	do {
-		digits[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	while (n > 0)
-		*buf++ = digits[--n];
-	return buf;
-}
-
 /*
  * Formats a command in RESP into buf (cap bytes): what redisAppendCommandArgv
  * does, without its per-argument allocations (they showed up in callgrind).
@@ -928,12 +898,12 @@ static size_t format_command(char *buf, size_t cap, int argc, const char **argv,
 	if (need > cap)
 		return 0;
 	*p++ = '*';
-	p = put_size(p, (size_t)argc);
+	p = decimal_put_size(p, (size_t)argc);
 	*p++ = '\r';
 	*p++ = '\n';
 	for (int i = 0; i < argc; i++) {
 		*p++ = '$';
-		p = put_size(p, argvlen[i]);
+		p = decimal_put_size(p, argvlen[i]);
 		*p++ = '\r';
 		*p++ = '\n';
 		memcpy(p, argv[i], argvlen[i]);
