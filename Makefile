@@ -5,7 +5,8 @@ CC       ?= cc
 PKGS     := hiredis
 WARNINGS := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
             -Wpointer-arith -Wformat=2
-CPPFLAGS += -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+GEN      := build/gen
+CPPFLAGS += -D_GNU_SOURCE -Ilib -I$(GEN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrt -pthread
 
 RELEASE_CFLAGS := -O2 -g $(WARNINGS)
@@ -18,6 +19,7 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 
 REL      := build/release
 TST      := build/test
+LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua
 
 .PHONY: all test unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:
@@ -34,8 +36,14 @@ $(REL)/bench-hello: tests/bench/hello.c
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) $< -o $@ $(LDLIBS)
 
+# ---- the Redis scripts, embedded (lib/lua/README.md) ----------------------
+$(GEN)/lua_scripts.h: $(LUA) $(wildcard lib/lua/limiter_*.lua) tools/lua2c
+	@mkdir -p $(dir $@)
+	@echo "  LUA2C   $@"
+	@tools/lua2c $@ $(LUA)
+
 # ---- release build -------------------------------------------------------
-$(REL)/%.o: %.c
+$(REL)/%.o: %.c | $(GEN)/lua_scripts.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
@@ -46,7 +54,7 @@ $(REL)/abacus.fcgi: $(REL)/abacus.fcgi.o $(LIB_SRC:%.c=$(REL)/%.o)
 
 # ---- release build with the metrics updates compiled out (cost measurement) ----
 NOM := build/nometrics
-$(NOM)/%.o: %.c
+$(NOM)/%.o: %.c | $(GEN)/lua_scripts.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) -DABACUS_NO_METRICS $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
@@ -61,7 +69,7 @@ FUZZ_TARGETS := body idem config request
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS)
 
-$(FUZZ)/lib/%.o: lib/%.c
+$(FUZZ)/lib/%.o: lib/%.c | $(GEN)/lua_scripts.h
 	@mkdir -p $(dir $@)
 	@echo "  CLANG   $@"
 	@clang $(CPPFLAGS) -D_GNU_SOURCE $(FUZZ_CFLAGS:-fsanitize=fuzzer,%=-fsanitize=fuzzer-no-link,%) -c $< -o $@
@@ -74,7 +82,7 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
 	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # ---- sanitizer build and unit tests --------------------------------------
-$(TST)/%.o: %.c
+$(TST)/%.o: %.c | $(GEN)/lua_scripts.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) $(shell pkg-config --cflags check 2>/dev/null) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
@@ -127,10 +135,11 @@ bench-sweep: deps all $(REL)/bench-hello
 bench-plot:
 	@tests/bench/plot.sh
 
-lint:
-	@echo "  LINT    cppcheck, clang-tidy"
+lint: $(GEN)/lua_scripts.h
+	@echo "  LINT    cppcheck, clang-tidy, luacheck"
+	@out=$$(luacheck -q --no-color --config .luacheckrc $(GEN)/get.lua $(GEN)/add.lua $(GEN)/set.lua) || { echo "$$out"; exit 1; }
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr --suppress=missingIncludeSystem -Ilib abacus.fcgi.c lib tests
+	    --inline-suppr --suppress=missingIncludeSystem -Ilib -I$(GEN) abacus.fcgi.c lib tests
 	@clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11 2>/dev/null
 
 clean:

@@ -15,233 +15,19 @@
 #include "log.h"
 #include "metrics.h"
 #include "resolve.h"
+#include "scripts.h"
 #include "topology.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_MAX_SENTINEL_MS 250
 #define KEY_MAX 512
-#define SCRIPT_MAX 4096         /* a script's text: header and body (~2,000 bytes) */
 #define TOKEN_LEN 16            /* an attempt token: 64 bits in hex */
-
-/*
- * ---------------------------------------------------------------------------
- * The scripts.  `#!lua` (Redis 7) makes Redis refuse a writing script up front
- * when it is out of memory (noeviction) or a read-only replica, so a refused
- * script has written nothing.
- *
- * The limiter (SPEC 5) is a sliding-window log: a sorted set per caller of
- * the times (microseconds of Redis's clock, TIME, so front ends with skewed
- * clocks agree) of the requests admitted in the last window.  A request is
- * admitted while fewer than `MAX` lie in (now - window, now]: never more
- * than the limit in any window-long interval, whatever the alignment, which a
- * fixed window (up to twice the limit across an edge) and GCRA (a full burst
- * plus the steady rate) cannot promise.  A refused request writes nothing.
- *
- * Every redis.call costs 5,000-7,000 instructions of Redis CPU whatever it
- * does (callgrind), and so does each conversion between numbers and strings
- * in Lua (Lua 5.1 parses with strtod and formats with the C printf), so the
- * scripts do as few of both as they can:
- *  - the settings that never change (limit, window, TTL, WAIT or not) are
- *    not arguments but constants of the script text (SCRIPT_HEADER), parsed
- *    once when Redis compiles it; a change of configuration is a new script;
- *  - LUA_BUDGET counts with ZCOUNT (older entries are not in the count, so
- *    they need not be removed first); LUA_ADMIT records the request after the
- *    operation's own writes, behind one redis.set_repl(REPL_NONE): the
- *    limiter's writes never reach the AOF or replicas (a GET costs no fsync;
- *    a restart or failover gives every caller a fresh budget);
- *  - an entry is its time, formatted once (%d: an integer conversion; %.0f
- *    and concatenating a number go through the floating-point printf).
- *    Two admissions in the same microsecond (only a clock stepped back can do
- *    that) would be one member: ZADD says so (0 added) and the second gets a
- *    suffix, so every admission is counted.
- * Entries older than the window are removed by every sixteenth request or so
- * (Redis's microseconds decide), and the whole set expires a window after
- * the last admission.
- * ---------------------------------------------------------------------------
- */
-
-/*
- * The first lines of every script: its flags and its constants (store_new
- * formats them).  GET alone is `allow-oom`: a full Redis (noeviction) still
- * answers reads, and lets a read record its one small limiter entry (at most
- * the limit per caller, gone a window later); additions and sets are refused
- * before they run.
- */
-#define SCRIPT_HEADER \
-	"#!lua%s\n" \
-	"local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS = %ld, %lld, '%lld', '%ld', '%ld', %s\n"
-
-/*
- * OP_TTL: how long a change remembers the attempt token that made it (see
- * "Resends" below).  A resend comes within the request's deadline (connect +
- * command timeout): the token outlives that by a minute, and so does an
- * idempotency record (TTL is never below OP_TTL).
- */
-#define OP_TTL_MARGIN_S 60
-
-/*
- * The limiter's two halves, pasted into each script (a Lua function would be
- * a new closure on every call: 3,500 instructions for the three).  BUDGET
- * leaves `now` (nil with the limiter off) and `left` (the budget after this
- * request, as text; '-1' with the limiter off), or returns the refusal.  ADMIT
- * records the request and returns `reply`.
- */
-#define LUA_BUDGET(rl) \
-	"local now, count, left = nil, 0, '-1'\n" \
-	"if MAX > 0 then\n" \
-	"  local t = redis.call('TIME')\n" \
-	"  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
-	"  local since = string.format('(%d', now - WINDOW_US)\n" \
-	"  count = redis.call('ZCOUNT', " rl ", since, '+inf')\n" \
-	"  if count >= MAX then\n" \
-	"    local oldest = redis.call('ZRANGEBYSCORE', " rl ", since, '+inf', 'WITHSCORES', 'LIMIT', '0', '1')\n" \
-	"    local newest = redis.call('ZRANGE', " rl ", '-1', '-1', 'WITHSCORES')\n" \
-	"    return string.format('limited %d %d', tonumber(newest[2]) + WINDOW_US - now, tonumber(oldest[2]) + WINDOW_US - now)\n" \
-	"  end\n" \
-	"  left = string.format('%d', MAX - count - 1)\n" \
-	"end\n"
-
-#define LUA_ADMIT(rl) \
-	"if now then\n" \
-	"  redis.set_repl(redis.REPL_NONE)\n" \
-	"  if now % 16 == 0 then\n" \
-	"    redis.call('ZREMRANGEBYSCORE', " rl ", '-inf', string.format('%d', now - WINDOW_US))\n" \
-	"  end\n" \
-	"  local at = string.format('%d', now)\n" \
-	"  local member, n = at, 0\n" \
-	"  while redis.call('ZADD', " rl ", at, member) == 0 do\n" \
-	"    n = n + 1\n" \
-	"    member = at .. ':' .. n\n" \
-	"  end\n" \
-	"  redis.call('PEXPIRE', " rl ", WINDOW_MS)\n" \
-	"end\n" \
-	"return reply\n"
-
-/*
- * Each script: budget, then (unless refused) the operation, then admit.  The
- * reply is one string, words separated by a space (a Lua table costs Redis
- * 2,800 instructions more to convert, and hiredis six allocations instead of
- * one):
- *   ok <remaining> <sum>         replay <remaining> <sum at the first time>
- *   conflict <remaining>         overflow <remaining>        notint <remaining>
- *   limited <reset_us> <retry_us>
- * remaining is -1 with the limiter off: that is how the worker knows it is
- * off.  An admitted request's budget is full again one window later.
- */
-
-/*
- * Resends.  A worker whose connection breaks after it sent a script cannot
- * know whether the script ran; it resends once on a new connection (a Redis
- * restart shows up exactly so).  A blind resend of a set could erase an
- * addition acknowledged in between, and a resent addition would look like a
- * client's replay.  So every change records the worker's attempt token (ARGV
- * tok, unique per request) in the same script, and a resend (ARGV resend =
- * '1') that finds its own token answers as the first attempt did: applied,
- * once, not a replay.
- */
-
-/* KEYS: sum, rl. */
-static const char script_get[] =
-	"-- abacus:get\n"
-	LUA_BUDGET("KEYS[2]")
-	"local v = redis.pcall('GET', KEYS[1])\n"
-	"local reply\n"
-	"if type(v) == 'table' then reply = 'notint ' .. left else reply = 'ok ' .. left .. ' ' .. (v or '0') end\n"
-	LUA_ADMIT("KEYS[2]");
-
-/*
- * KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
- * ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
- * The record is "<delta> <sum after> <tok>" (records written before tokens
- * have no tok); a replay returns that sum.  A resend that finds its own
- * token answers ok, before the limiter (its first attempt was admitted) and
- * with remaining -1 (no RateLimit headers).  Without a key the record lives
- * OP_TTL, only for resends.  When the
- * caller WAITs for replicas (WAITS), a replay (or a found resend) rewrites the record
- * unchanged: WAIT only covers this connection's own writes, and the rewrite,
- * replicated after the original, makes WAIT confirm the original too.
- * INCRBY's reply reaches Lua as a double, exact only below 2^53: the sum is
- * read back as a string and never passes through a Lua number (SPEC 3).
- * An error other than overflow or a non-integer sum is returned as it is.
- */
-static const char script_add[] =
-	"-- abacus:add\n"
-	"local use_idem = ARGV[2] == '1'\n"
-	"local rec = (use_idem or ARGV[4] == '1') and redis.call('GET', KEYS[2])\n"
-	"local sp = rec and string.find(rec, ' ', 1, true)\n"
-	"local same = sp and string.sub(rec, 1, sp - 1) == ARGV[1]\n"
-	"local sp2 = same and string.find(rec, ' ', sp + 1, true)\n"
-	"if sp2 and string.sub(rec, sp2 + 1) == ARGV[3] then\n"
-	"  if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"  return 'ok -1 ' .. string.sub(rec, sp + 1, sp2 - 1)\n"
-	"end\n"
-	LUA_BUDGET("KEYS[3]")
-	"local reply\n"
-	"if rec then\n"
-	"  if same then\n"
-	"    if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end\n"
-	"    reply = 'replay ' .. left .. ' ' .. string.sub(rec, sp + 1, sp2 and sp2 - 1 or -1)\n"
-	"  else\n"
-	"    reply = 'conflict ' .. left\n"
-	"  end\n"
-	"else\n"
-	"  local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
-	"  if type(r) == 'table' then\n"
-	"    if string.find(r.err, 'overflow', 1, true) then\n"
-	"      reply = 'overflow ' .. left\n"
-	"    elseif string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then\n"
-	"      reply = 'notint ' .. left\n"
-	"    else\n"
-	"      return r\n"
-	"    end\n"
-	"  else\n"
-	"    local s = redis.call('GET', KEYS[1])\n"
-	"    redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or OP_TTL)\n"
-	"    reply = 'ok ' .. left .. ' ' .. s\n"
-	"  end\n"
-	"end\n"
-	LUA_ADMIT("KEYS[3]");
-
-/*
- * KEYS: sum, {prefix}:op:<tok>, rl.  ARGV: value, tok, resend.  A resend
- * whose token is recorded was applied: it sets nothing again (an addition
- * acknowledged since then stays), before the limiter, with remaining -1.
- * With WAITS it rewrites the token, so that its WAIT has a write to confirm
- * (and, replicated after the set, confirms the set too).
- */
-static const char script_set[] =
-	"-- abacus:set\n"
-	"if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then\n"
-	"  if WAITS then redis.call('SET', KEYS[2], '1', 'KEEPTTL') end\n"
-	"  return 'ok -1 ' .. ARGV[1]\n"
-	"end\n"
-	LUA_BUDGET("KEYS[3]")
-	"redis.call('SET', KEYS[1], ARGV[1])\n"
-	"redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)\n"
-	"local reply = 'ok ' .. left .. ' ' .. ARGV[1]\n"
-	LUA_ADMIT("KEYS[3]");
-
-enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
 
 static const enum metrics_redis_op script_ops[SCRIPT_COUNT] = {
 	[SCRIPT_GET] = METRICS_OP_GET,
 	[SCRIPT_ADD] = METRICS_OP_ADD,
 	[SCRIPT_SET] = METRICS_OP_SET,
-};
-
-/* Each script's flags (after "#!lua"). */
-static const char *const script_flags[SCRIPT_COUNT] = {
-	[SCRIPT_GET] = " flags=allow-oom",
-	[SCRIPT_ADD] = "",
-	[SCRIPT_SET] = "",
-};
-
-/* The script texts after their header. */
-static const char *const script_bodies[SCRIPT_COUNT] = {
-	[SCRIPT_GET] = script_get,
-	[SCRIPT_ADD] = script_add,
-	[SCRIPT_SET] = script_set,
 };
 
 struct store {
@@ -354,26 +140,10 @@ void store_options_from_config(struct store_options *opt, const struct config *c
 	opt->wait_timeout_ms = cfg->redis_wait_timeout_ms;
 }
 
-/* Header with the constants of this configuration, then the body.  False if it does not fit. */
-static bool format_script(char *out, size_t cap, const struct store_options *opt,
-                          const char *flags, const char *body)
-{
-	long long window_us = (long long)opt->rate_limit_window_seconds * 1000000LL;
-	long op_ttl = (opt->connect_timeout_ms + opt->command_timeout_ms + 999) / 1000 + OP_TTL_MARGIN_S;
-	long ttl = opt->idempotency_ttl_seconds > op_ttl ? opt->idempotency_ttl_seconds : op_ttl;
-	int n = snprintf(out, cap, SCRIPT_HEADER, flags, opt->rate_limit_requests, window_us,
-	                 window_us / 1000, ttl, op_ttl, opt->min_replicas > 0 ? "true" : "false");
-	size_t body_len = strlen(body);
-
-	if (n < 0 || (size_t)n + body_len >= cap)
-		return false;
-	memcpy(out + n, body, body_len + 1);
-	return true;
-}
-
 struct store *store_new(const struct store_options *opt)
 {
 	struct store *store = calloc(1, sizeof(*store));
+	struct script_settings settings;
 
 	if (store == NULL)
 		return NULL;
@@ -385,9 +155,13 @@ struct store *store_new(const struct store_options *opt)
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ now_us();
 	store->jitter_state = store->token_next | 1;
+	settings.rate_limit_requests = opt->rate_limit_requests;
+	settings.rate_limit_window_seconds = opt->rate_limit_window_seconds;
+	settings.idempotency_ttl_seconds = opt->idempotency_ttl_seconds;
+	settings.request_deadline_ms = opt->connect_timeout_ms + opt->command_timeout_ms;
+	settings.wait_for_replicas = opt->min_replicas > 0;
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
-		if (!format_script(store->script[i], sizeof(store->script[i]), opt, script_flags[i],
-		                   script_bodies[i])) {
+		if (!scripts_format((enum script_id)i, &settings, store->script[i], sizeof(store->script[i]))) {
 			free(store);
 			return NULL;
 		}
@@ -1203,8 +977,23 @@ static bool next_int(const char **at, const char *end, int64_t *v)
 }
 
 /* Decodes the scripts' reply (see "Each script" above) into res. */
+/* A script's error, with the Lua file and line it came from when Redis names one. */
+static void log_script_error(enum script_id id, const char *op, const char *error)
+{
+	char source[256];
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_ERROR, "redis_error", NULL)) {
+		log_str(&l, "operation", op);
+		log_str(&l, "error", error);
+		if (scripts_source_in_error(id, error, source, sizeof(source)))
+			log_str(&l, "source", source);
+		log_end(&l);
+	}
+}
+
 static enum store_status decode_reply(const redisReply *reply, const struct store *store,
-                                      struct store_result *res, const char *op)
+                                      struct store_result *res, enum script_id id, const char *op)
 {
 	static const struct { const char *name; enum store_status status; } table[] = {
 		{ "ok", STORE_OK }, { "replay", STORE_REPLAYED }, { "conflict", STORE_KEY_CONFLICT },
@@ -1217,7 +1006,7 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 	size_t len;
 
 	if (reply->type == REDIS_REPLY_ERROR) {
-		log_redis_error(op, reply->str);
+		log_script_error(id, op, reply->str);
 		/* A full Redis (noeviction) refuses a writing script before it runs. */
 		return strncmp(reply->str, "OOM ", 4) == 0 ? STORE_FULL : STORE_UNAVAILABLE;
 	}
@@ -1277,7 +1066,7 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 
 	if (reply == NULL)
 		return call->changes && call->maybe_applied ? STORE_OUTCOME_UNKNOWN : STORE_UNAVAILABLE;
-	status = decode_reply(reply, store, res, op);
+	status = decode_reply(reply, store, res, call->id, op);
 	freeReplyObject(reply);
 	/*
 	 * The resend's script ran and found no token: the first attempt did not

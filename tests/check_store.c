@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "log.h"
 
 static int redis_port;
 static char prefix[64];
@@ -427,6 +428,31 @@ START_TEST(test_store_parse_int64)
 }
 END_TEST
 
+/* A Lua error from Redis is logged with the file and line of lib/lua it came from. */
+START_TEST(test_store_lua_error_names_its_source)
+{
+	struct store *s = open_store(10, 60);
+	struct store_result res;
+	char rl[256], *captured = NULL;
+	size_t size = 0;
+	FILE *log = open_memstream(&captured, &size);
+	redisReply *r;
+
+	ck_assert_ptr_nonnull(log);
+	snprintf(rl, sizeof(rl), "{%s}:rl:%s", prefix, alice.limit_id);
+	r = raw("SET %s not-a-sorted-set", rl);     /* ZCOUNT on it fails inside the script */
+	freeReplyObject(r);
+	log_set_stream(log);
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_UNAVAILABLE);
+	log_set_stream(NULL);
+	fclose(log);
+	ck_assert_msg(strstr(captured, "\"source\":\"lib/lua/limiter_budget.lua:10\"") != NULL, "%s", captured);
+	ck_assert_msg(strstr(captured, "WRONGTYPE") != NULL, "%s", captured);
+	free(captured);
+	store_free(s);
+}
+END_TEST
+
 START_TEST(test_store_free_accepts_null)
 {
 	store_free(NULL);
@@ -457,6 +483,7 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(errors, test_store_corrupt_sum_is_reported_not_reset, 0,
 	                    sizeof(corrupt_sums) / sizeof(corrupt_sums[0]));
 	tcase_add_test(errors, test_store_unreachable_redis_is_unavailable_fast);
+	tcase_add_test(errors, test_store_lua_error_names_its_source);
 	tcase_add_test(errors, test_store_free_accepts_null);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);

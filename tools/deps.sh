@@ -22,6 +22,7 @@ packages=(
 if [ "${1:-}" = test ]; then
   packages+=(
     valgrind                              # it_memory
+    lua-check                             # make lint: the Redis scripts
     clang libclang-rt-14-dev              # make fuzz
     git ca-certificates                   # .ci/run clones the checkout
     nodejs npm                            # the OpenAPI linter

@@ -1,0 +1,41 @@
+-- abacus:add
+-- KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
+-- ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
+-- The record is "<delta> <sum after> <tok>"; a replay returns that sum, a
+-- resend that finds its own token answers ok before the limiter (lib/store.c,
+-- "Resends").  The sum never passes through a Lua number (SPEC 3).
+local use_idem = ARGV[2] == '1'
+local rec = (use_idem or ARGV[4] == '1') and redis.call('GET', KEYS[2])
+local sp = rec and string.find(rec, ' ', 1, true)
+local same = sp and string.sub(rec, 1, sp - 1) == ARGV[1]
+local sp2 = same and string.find(rec, ' ', sp + 1, true)
+if sp2 and string.sub(rec, sp2 + 1) == ARGV[3] then
+  if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end
+  return 'ok -1 ' .. string.sub(rec, sp + 1, sp2 - 1)
+end
+--@include limiter_budget.lua RL=KEYS[3]
+local reply
+if rec then
+  if same then
+    if WAITS then redis.call('SET', KEYS[2], rec, 'KEEPTTL') end
+    reply = 'replay ' .. left .. ' ' .. string.sub(rec, sp + 1, sp2 and sp2 - 1 or -1)
+  else
+    reply = 'conflict ' .. left
+  end
+else
+  local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+  if type(r) == 'table' then
+    if string.find(r.err, 'overflow', 1, true) then
+      reply = 'overflow ' .. left
+    elseif string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then
+      reply = 'notint ' .. left
+    else
+      return r
+    end
+  else
+    local s = redis.call('GET', KEYS[1])
+    redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or OP_TTL)
+    reply = 'ok ' .. left .. ' ' .. s
+  end
+end
+--@include limiter_admit.lua RL=KEYS[3]
