@@ -58,4 +58,13 @@ bool topology_master_addr(const redisReply *reply, struct redis_node *out);
 /* From ROLE: true when the server says it is a master. */
 bool topology_is_master(const redisReply *role);
 
+struct transport;
+
+/*
+ * Where to connect, within deadline: the master the sentinels name, the
+ * cluster node that holds the slot (asked of the seeds unless known), or the
+ * one server of REDIS_URL.  False: nobody could say.
+ */
+bool topology_locate(struct transport *tr, uint64_t deadline, struct redis_node *out);
+
 #endif
