@@ -1,6 +1,7 @@
 #include "redis_call.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -412,4 +413,65 @@ redisReply *call_run(struct transport *tr, struct script_call *call)
 			return result;
 	}
 	return NULL;
+}
+
+/* "name:<digits>" in INFO's text; -1 when absent. */
+static long long info_field(const char *info, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *at = info; (at = strstr(at, name)) != NULL; at += n) {
+		if ((at == info || at[-1] == '\n') && at[n] == ':')
+			return strtoll(at + n + 1, NULL, 10);
+	}
+	return -1;
+}
+
+/*
+ * Full: INFO memory says used_memory has reached maxmemory under noeviction
+ * (Redis then refuses every writing script; an evicting policy makes room
+ * instead).  Close to Redis's own test, which leaves replication and AOF
+ * buffers out of the count: near the limit this may say full a little early.
+ */
+static bool memory_full(const redisReply *info)
+{
+	long long used, max;
+
+	if (info == NULL || info->type != REDIS_REPLY_STRING ||
+	    strstr(info->str, "\nmaxmemory_policy:noeviction") == NULL)
+		return false;
+	used = info_field(info->str, "used_memory");
+	max = info_field(info->str, "maxmemory");
+	return max > 0 && used >= max;
+}
+
+enum call_ping call_ping(struct transport *tr)
+{
+	uint64_t deadline = transport_now_ms() + (uint64_t)tr->connect_timeout_ms +
+	                    (uint64_t)tr->command_timeout_ms;
+	redisReply *reply = NULL, *info = NULL;
+	uint64_t started;
+	bool ok, full;
+
+	if (!call_ensure_connected(tr, deadline) || !transport_set_timeout(tr, deadline))
+		return CALL_PING_DOWN;
+	started = transport_now_us();
+	redisAppendCommand(tr->ctx, "PING");
+	redisAppendCommand(tr->ctx, "INFO memory");
+	if (redisGetReply(tr->ctx, (void **)&reply) != REDIS_OK ||
+	    redisGetReply(tr->ctx, (void **)&info) != REDIS_OK) {
+		transport_count_op(METRICS_OP_PING, NULL, started);
+		freeReplyObject(reply);
+		transport_disconnect(tr, tr->ctx->errstr);
+		return CALL_PING_DOWN;
+	}
+	transport_count_op(METRICS_OP_PING, reply, started);
+	ok = reply != NULL && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+	full = memory_full(info);
+	transport_answered(tr);
+	if (!ok)
+		transport_log_error("ping", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+	freeReplyObject(reply);
+	freeReplyObject(info);
+	return !ok ? CALL_PING_DOWN : full ? CALL_PING_FULL : CALL_PING_OK;
 }

@@ -39,4 +39,13 @@ bool call_ensure_connected(struct transport *tr, uint64_t deadline);
 /* Runs the script; its reply (caller frees), or NULL when none came (see call->maybe_applied). */
 redisReply *call_run(struct transport *tr, struct script_call *call);
 
+enum call_ping { CALL_PING_DOWN, CALL_PING_OK, CALL_PING_FULL };
+
+/*
+ * PING within the timeouts (readiness), with INFO memory in the same round
+ * trip: OK, FULL (answers, but out of memory under noeviction: changes are
+ * refused, reads are served) or DOWN.
+ */
+enum call_ping call_ping(struct transport *tr);
+
 #endif

@@ -433,63 +433,11 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	return finish(call_run(&store->tr, &call), store, &call, res, "set");
 }
 
-/* "name:<digits>" in INFO's text; -1 when absent. */
-static long long info_field(const char *info, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *at = info; (at = strstr(at, name)) != NULL; at += n) {
-		if ((at == info || at[-1] == '\n') && at[n] == ':')
-			return strtoll(at + n + 1, NULL, 10);
-	}
-	return -1;
-}
-
-/*
- * Full: INFO memory says used_memory has reached maxmemory under noeviction
- * (Redis then refuses every writing script; an evicting policy makes room
- * instead).  Close to Redis's own test, which leaves replication and AOF
- * buffers out of the count: near the limit this may say full a little early.
- */
-static bool memory_full(const redisReply *info)
-{
-	long long used, max;
-
-	if (info == NULL || info->type != REDIS_REPLY_STRING ||
-	    strstr(info->str, "\nmaxmemory_policy:noeviction") == NULL)
-		return false;
-	used = info_field(info->str, "used_memory");
-	max = info_field(info->str, "maxmemory");
-	return max > 0 && used >= max;
-}
-
 enum store_status store_ping(struct store *store)
 {
-	uint64_t deadline = transport_now_ms() + (uint64_t)store->opt.connect_timeout_ms +
-	                    (uint64_t)store->opt.command_timeout_ms;
-	redisReply *reply = NULL, *info = NULL;
-	uint64_t started;
-	bool ok, full;
+	static const enum store_status status[] = {
+		[CALL_PING_DOWN] = STORE_UNAVAILABLE, [CALL_PING_OK] = STORE_OK, [CALL_PING_FULL] = STORE_FULL,
+	};
 
-	if (!call_ensure_connected(&store->tr, deadline) || !transport_set_timeout(&store->tr, deadline))
-		return STORE_UNAVAILABLE;
-	started = transport_now_us();
-	redisAppendCommand(store->tr.ctx, "PING");
-	redisAppendCommand(store->tr.ctx, "INFO memory");
-	if (redisGetReply(store->tr.ctx, (void **)&reply) != REDIS_OK ||
-	    redisGetReply(store->tr.ctx, (void **)&info) != REDIS_OK) {
-		transport_count_op(METRICS_OP_PING, NULL, started);
-		freeReplyObject(reply);
-		transport_disconnect(&store->tr, store->tr.ctx->errstr);
-		return STORE_UNAVAILABLE;
-	}
-	transport_count_op(METRICS_OP_PING, reply, started);
-	ok = reply != NULL && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
-	full = memory_full(info);
-	transport_answered(&store->tr);
-	if (!ok)
-		transport_log_error("ping", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-	freeReplyObject(reply);
-	freeReplyObject(info);
-	return !ok ? STORE_UNAVAILABLE : full ? STORE_FULL : STORE_OK;
+	return status[call_ping(&store->tr)];
 }

@@ -289,13 +289,12 @@ enum setup_step { STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_SCRIPT, STEP_POLICY };
  * were told about must still be one), the SCRIPT LOADs and once per process
  * CONFIG GET maxmemory-policy as one pipeline, and checks every reply.
  */
-bool transport_setup(struct transport *tr, uint64_t deadline)
+/* Queues the setup pipeline on tr->ctx; fills steps; returns how many. */
+static int queue_setup(struct transport *tr, enum setup_step *steps)
 {
 	const struct redis_target *t = &tr->target;
 	redisContext *c = tr->ctx;
-	enum setup_step steps[SCRIPT_COUNT + 4];
-	int sent = 0, script = 0;
-	bool ok = true;
+	int sent = 0;
 	char db[16];
 
 	transport_append_auth(c, t->user, t->password, t->has_password);
@@ -318,6 +317,33 @@ bool transport_setup(struct transport *tr, uint64_t deadline)
 		redisAppendCommand(c, "CONFIG GET maxmemory-policy");
 		steps[sent++] = STEP_POLICY;
 	}
+	return sent;
+}
+
+/* Checks one setup reply (the script-th SCRIPT LOAD records its SHA); false: the setup failed. */
+static bool check_setup_reply(struct transport *tr, enum setup_step step, int script, const redisReply *reply)
+{
+	if (step == STEP_POLICY) {
+		check_eviction_policy(reply);
+		tr->policy_checked = true;
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		transport_log_error(step == STEP_SCRIPT ? "script_load" : "auth/select/role", reply->str);
+		return false;
+	} else if (step == STEP_ROLE && !topology_is_master(reply)) {
+		transport_log_error("role", "the sentinels' master is not (or no longer) a master");
+		return false;
+	} else if (step == STEP_SCRIPT) {
+		snprintf(tr->sha[script], sizeof(tr->sha[script]), "%s",
+		         reply->type == REDIS_REPLY_STRING ? reply->str : "");
+	}
+	return true;
+}
+
+bool transport_setup(struct transport *tr, uint64_t deadline)
+{
+	enum setup_step steps[SCRIPT_COUNT + 4];
+	int sent = queue_setup(tr, steps), script = 0;
+	bool ok = true;
 
 	for (int i = 0; i < sent; i++) {
 		redisReply *reply = NULL;
@@ -327,23 +353,11 @@ bool transport_setup(struct transport *tr, uint64_t deadline)
 			transport_log_error("connect", "deadline passed during connection setup");
 			return false;
 		}
-		if (redisGetReply(c, (void **)&reply) != REDIS_OK || reply == NULL) {
-			transport_log_error("connect", c->errstr);
+		if (redisGetReply(tr->ctx, (void **)&reply) != REDIS_OK || reply == NULL) {
+			transport_log_error("connect", tr->ctx->errstr);
 			return false;
 		}
-		if (steps[i] == STEP_POLICY) {
-			check_eviction_policy(reply);
-			tr->policy_checked = true;
-		} else if (reply->type == REDIS_REPLY_ERROR) {
-			transport_log_error(steps[i] == STEP_SCRIPT ? "script_load" : "auth/select/role", reply->str);
-			ok = false;
-		} else if (steps[i] == STEP_ROLE && !topology_is_master(reply)) {
-			transport_log_error("role", "the sentinels' master is not (or no longer) a master");
-			ok = false;
-		} else if (steps[i] == STEP_SCRIPT) {
-			snprintf(tr->sha[script], sizeof(tr->sha[script]), "%s",
-			         reply->type == REDIS_REPLY_STRING ? reply->str : "");
-		}
+		ok = check_setup_reply(tr, steps[i], script, reply) && ok;
 		if (steps[i] == STEP_SCRIPT)
 			script++;
 		freeReplyObject(reply);
