@@ -65,7 +65,7 @@ $(NOM)/abacus.fcgi: $(NOM)/abacus.fcgi.o $(LIB_SRC:%.c=$(NOM)/%.o)
 
 # ---- libFuzzer targets (clang); `make fuzz FUZZ_SECONDS=30` ----
 FUZZ         := build/fuzz
-FUZZ_TARGETS := body idem config request
+FUZZ_TARGETS := body json idem config request
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS)
 

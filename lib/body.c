@@ -4,7 +4,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "decimal.h"
+#include "json.h"
+
 static size_t body_limit = 4096;
+
+_Static_assert(JSON_MAX_DEPTH == 32, "BODY_TOO_DEEP's message names the limit");
 
 static const char *const messages[BODY_ERR_COUNT] = {
 	[BODY_OK] = "ok",
@@ -22,343 +27,40 @@ const char *body_strerror(enum body_err err)
 	return err < BODY_ERR_COUNT ? messages[err] : "unknown error";
 }
 
-/* ---- a strict JSON validator that remembers one top-level member ---- */
-
-struct parser {
-	const char *p;          /* next byte */
-	const char *end;        /* one past the last byte */
-	const char *field;      /* member name to capture at the top level */
-	const char *value;      /* its value token, if seen */
-	const char *value_end;
-	int seen;               /* how many times it was seen */
-	bool too_deep;
-};
-
-static void skip_ws(struct parser *ps)
+/* RFC 8259 allows "-0", which is 0; the scanner has already refused "+", "01" and "1.0". */
+static enum body_err int64_from_token(const char *token, size_t len, int64_t *out)
 {
-	while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-		ps->p++;
-}
-
-static bool parse_value(struct parser *ps, int depth);
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static bool parse_hex4(struct parser *ps, unsigned *out)
-{
-	unsigned v = 0;
-
-	if (ps->end - ps->p < 4)
-		return false;
-	for (int i = 0; i < 4; i++) {
-		int d = hex_digit(ps->p[i]);
-
-		if (d < 0)
-			return false;
-		v = v * 16 + (unsigned)d;
-	}
-	ps->p += 4;
-	*out = v;
-	return true;
-}
-
-/* Validates one UTF-8 sequence starting at ps->p (a byte >= 0x80). */
-static bool skip_utf8(struct parser *ps)
-{
-	const unsigned char *s = (const unsigned char *)ps->p;
-	size_t left = (size_t)(ps->end - ps->p);
-	unsigned cp;
-	size_t n;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return false;
-	}
-	if (left < n)
-		return false;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return false;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return false;
-	ps->p += n;
-	return true;
-}
-
-/*
- * Parses a string.  If name is not NULL, the decoded text (up to cap-1 bytes)
- * is written there and *name_len set; longer names set *name_len to cap.
- */
-static bool parse_string(struct parser *ps, char *name, size_t cap, size_t *name_len)
-{
-	size_t len = 0;
-
-	ps->p++; /* opening quote */
-	while (ps->p < ps->end) {
-		unsigned char c = (unsigned char)*ps->p;
-		unsigned cp = c;
-
-		if (c == '"') {
-			ps->p++;
-			if (name_len != NULL)
-				*name_len = len;
-			return true;
-		}
-		if (c < 0x20)
-			return false;
-		if (c == '\\') {
-			if (ps->end - ps->p < 2)
-				return false;
-			ps->p++;
-			switch (*ps->p++) {
-			case '"': cp = '"'; break;
-			case '\\': cp = '\\'; break;
-			case '/': cp = '/'; break;
-			case 'b': cp = '\b'; break;
-			case 'f': cp = '\f'; break;
-			case 'n': cp = '\n'; break;
-			case 'r': cp = '\r'; break;
-			case 't': cp = '\t'; break;
-			case 'u':
-				if (!parse_hex4(ps, &cp))
-					return false;
-				break;
-			default:
-				return false;
-			}
-		} else if (c >= 0x80) {
-			if (!skip_utf8(ps))
-				return false;
-			cp = 0x80; /* not ASCII: cannot match an ASCII member name */
-		} else {
-			ps->p++;
-		}
-		if (name != NULL) {
-			if (cp < 0x80 && cp != 0 && len + 1 < cap)
-				name[len++] = (char)cp;
-			else
-				len = cap; /* cannot match */
-		}
-	}
-	return false;
-}
-
-static bool parse_digits(struct parser *ps)
-{
-	const char *start = ps->p;
-
-	while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
-		ps->p++;
-	return ps->p > start;
-}
-
-/* RFC 8259 section 6: -? (0 | [1-9][0-9]*) frac? exp? */
-static bool parse_number(struct parser *ps)
-{
-	if (ps->p < ps->end && *ps->p == '-')
-		ps->p++;
-	if (ps->p >= ps->end)
-		return false;
-	if (*ps->p == '0')
-		ps->p++;
-	else if (!parse_digits(ps))
-		return false;
-	if (ps->p < ps->end && *ps->p == '.') {
-		ps->p++;
-		if (!parse_digits(ps))
-			return false;
-	}
-	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
-		ps->p++;
-		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
-			ps->p++;
-		if (!parse_digits(ps))
-			return false;
-	}
-	return true;
-}
-
-static bool parse_literal(struct parser *ps, const char *word)
-{
-	size_t n = strlen(word);
-
-	if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
-		return false;
-	ps->p += n;
-	return true;
-}
-
-static bool parse_object(struct parser *ps, int depth)
-{
-	ps->p++; /* '{' */
-	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == '}') {
-		ps->p++;
-		return true;
-	}
-	for (;;) {
-		char name[16];
-		size_t name_len = 0;
-		bool capture;
-		const char *value;
-
-		skip_ws(ps);
-		if (ps->p >= ps->end || *ps->p != '"' ||
-		    !parse_string(ps, name, sizeof(name), &name_len))
-			return false;
-		capture = depth == 1 && name_len == strlen(ps->field) &&
-		          memcmp(name, ps->field, name_len) == 0;
-		skip_ws(ps);
-		if (ps->p >= ps->end || *ps->p != ':')
-			return false;
-		ps->p++;
-		skip_ws(ps);
-		value = ps->p;
-		if (!parse_value(ps, depth))
-			return false;
-		if (capture) {
-			ps->seen++;
-			ps->value = value;
-			ps->value_end = ps->p;
-		}
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == '}') {
-			ps->p++;
-			return true;
-		}
-		return false;
-	}
-}
-
-static bool parse_array(struct parser *ps, int depth)
-{
-	ps->p++; /* '[' */
-	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == ']') {
-		ps->p++;
-		return true;
-	}
-	for (;;) {
-		skip_ws(ps);
-		if (!parse_value(ps, depth))
-			return false;
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == ']') {
-			ps->p++;
-			return true;
-		}
-		return false;
-	}
-}
-
-/* depth is the nesting level of the value's container (0 for the document). */
-static bool parse_value(struct parser *ps, int depth)
-{
-	if (ps->p >= ps->end)
-		return false;
-	switch (*ps->p) {
-	case '{':
-	case '[':
-		if (depth >= BODY_MAX_DEPTH) {
-			ps->too_deep = true;
-			return false;
-		}
-		return *ps->p == '{' ? parse_object(ps, depth + 1) : parse_array(ps, depth + 1);
-	case '"':
-		return parse_string(ps, NULL, 0, NULL);
-	case 't':
-		return parse_literal(ps, "true");
-	case 'f':
-		return parse_literal(ps, "false");
-	case 'n':
-		return parse_literal(ps, "null");
+	switch (decimal_parse_int64(token, len, DECIMAL_ALLOW_MINUS_ZERO, out)) {
+	case DECIMAL_OK:
+		return BODY_OK;
+	case DECIMAL_OUT_OF_RANGE:
+		return BODY_FIELD_OUT_OF_RANGE;
 	default:
-		return parse_number(ps);
+		return BODY_FIELD_NOT_INTEGER;
 	}
-}
-
-/* Converts an integer token (-?digits, already validated) to int64. */
-static enum body_err token_to_int64(const char *s, const char *end, int64_t *out)
-{
-	bool negative = *s == '-';
-	uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-	uint64_t v = 0;
-
-	if (negative)
-		s++;
-	for (; s < end; s++) {
-		unsigned d = (unsigned)(*s - '0');
-
-		if (d > 9)
-			return BODY_FIELD_NOT_INTEGER;
-		if (v > (limit - d) / 10)
-			return BODY_FIELD_OUT_OF_RANGE;
-		v = v * 10 + d;
-	}
-	if (negative)
-		*out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-	else
-		*out = (int64_t)v;
-	return BODY_OK;
 }
 
 enum body_err body_parse_int64_field(const char *buf, size_t len, const char *field, int64_t *out)
 {
-	struct parser ps = { .p = buf, .end = buf + len, .field = field };
-	bool is_object;
-	char first;
+	struct json_member m;
 
-	skip_ws(&ps);
-	is_object = ps.p < ps.end && *ps.p == '{';
-	if (!parse_value(&ps, 0))
-		return ps.too_deep ? BODY_TOO_DEEP : BODY_MALFORMED;
-	skip_ws(&ps);
-	if (ps.p != ps.end)
+	switch (json_scan_member(buf, len, field, &m)) {
+	case JSON_OK:
+		break;
+	case JSON_TOO_DEEP:
+		return BODY_TOO_DEEP;
+	default:
 		return BODY_MALFORMED;
-	if (!is_object)
+	}
+	if (m.document != JSON_TYPE_OBJECT)
 		return BODY_NOT_OBJECT;
-	if (ps.seen == 0)
+	if (m.count == 0)
 		return BODY_FIELD_MISSING;
-	if (ps.seen > 1)
+	if (m.count > 1)
 		return BODY_FIELD_DUPLICATE;
-
-	/* An integer is a number token without '.', 'e' or 'E'. */
-	first = *ps.value;
-	if (!(first == '-' || (first >= '0' && first <= '9')) ||
-	    memchr(ps.value, '.', (size_t)(ps.value_end - ps.value)) != NULL ||
-	    memchr(ps.value, 'e', (size_t)(ps.value_end - ps.value)) != NULL ||
-	    memchr(ps.value, 'E', (size_t)(ps.value_end - ps.value)) != NULL)
+	if (m.type != JSON_TYPE_INTEGER)
 		return BODY_FIELD_NOT_INTEGER;
-	return token_to_int64(ps.value, ps.value_end, out);
+	return int64_from_token(m.value, m.len, out);
 }
 
 bool body_media_type_is_json(const char *content_type)

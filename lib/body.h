@@ -2,13 +2,11 @@
 #define ABACUS_BODY_H
 
 /*
- * Request bodies: {"number": N} and nothing looser (SPEC section 2).
- *
- * The parser is a strict RFC 8259 validator written for this one job rather
- * than json-c: json-c 0.16 accepts NaN and single-quoted strings even in
- * strict mode, silently clamps integers below INT64_MIN, and keeps the last of
- * duplicate members; each of those would let an ambiguous body change the
- * sum.  See docs/API.md "Request bodies".
+ * Request bodies: {"number": N} and nothing looser (SPEC section 2).  This
+ * module is the HTTP side: Content-Length, the media type, the size limit,
+ * reading the body and naming what is wrong with it.  The JSON itself is
+ * checked by the strict scanner in json.h, which says why it is not json-c.
+ * See docs/API.md "Request bodies".
  */
 
 #include <stdbool.h>
@@ -17,12 +15,10 @@
 
 #include "http.h"
 
-#define BODY_MAX_DEPTH 32      /* nesting deeper than this is refused */
-
 enum body_err {
 	BODY_OK = 0,
 	BODY_MALFORMED,         /* not one valid JSON text (syntax, UTF-8, trailing bytes) */
-	BODY_TOO_DEEP,          /* nesting deeper than BODY_MAX_DEPTH */
+	BODY_TOO_DEEP,          /* nesting deeper than JSON_MAX_DEPTH (json.h) */
 	BODY_NOT_OBJECT,        /* valid JSON, but not an object */
 	BODY_FIELD_MISSING,     /* the object has no such member */
 	BODY_FIELD_DUPLICATE,   /* the member appears more than once */

@@ -8,11 +8,10 @@
  * system call on the request path.  GET /metrics renders the whole segment,
  * so one scrape shows every worker of the front end.
  *
- * The segment starts with a magic, a layout version and its size.  Workers
- * starting together race on shm_open(O_CREAT | O_EXCL): one creates and
- * initialises, the others wait (bounded) for it to be marked ready.  A
- * segment of another layout is never read: the worker logs it and uses
- * "<name>-v<version>" instead (see docs/METRICS.md).
+ * This module holds the counters and renders them; finding, creating and
+ * attaching the segment, its layout checks and the registry of live workers
+ * are metrics_shm.h's.  A segment of another layout is never read: the worker
+ * logs it and uses "<name>-v<version>" instead (see docs/METRICS.md).
  *
  * Label values come from the fixed enums below; nothing from a request ever
  * becomes a label value.
@@ -24,6 +23,7 @@
 
 #include "http.h"
 
+/* The segment's layout (metrics_shm.h header, then the counters); bump it with any change. */
 #define METRICS_LAYOUT_VERSION 2
 
 /* The endpoint label: a route, or "other". */

@@ -1,3 +1,4 @@
+/* lib/body: the HTTP side of request bodies, and what each JSON outcome becomes. */
 #include "body.h"
 
 #include <check.h>
@@ -18,19 +19,19 @@ struct body_case {
 #define OK(j, v) { j, 0, BODY_OK, v }
 #define BAD(j, e) { j, 0, e, 0 }
 
+/*
+ * What each outcome of the scanner becomes (its own table is in check_json.c),
+ * and the int64 edges.
+ */
 static const struct body_case cases[] = {
 	OK("{\"number\":5}", 5),
 	OK("{\"number\": -5}", -5),
-	OK(" \t\r\n{ \"number\" : 7 } \n", 7),
 	OK("{\"number\":0}", 0),
 	OK("{\"number\":-0}", 0),
 	OK("{\"number\":9223372036854775807}", INT64_MAX),
 	OK("{\"number\":-9223372036854775808}", INT64_MIN),
 	OK("{\"number\":9007199254740993}", 9007199254740993LL),
-	OK("{\"other\":[1,{\"a\":null}],\"number\":3,\"x\":\"y\"}", 3),
 	OK("{\"nested\":{\"number\":1},\"number\":2}", 2),
-	OK("{\"\\u006eumber\":4}", 4),
-	OK("{\"s\":\"caf\xc3\xa9 \\u00e9 \\ud83d\\ude00\",\"number\":1}", 1),
 	BAD("{\"number\":9223372036854775808}", BODY_FIELD_OUT_OF_RANGE),
 	BAD("{\"number\":-9223372036854775809}", BODY_FIELD_OUT_OF_RANGE),
 	BAD("{\"number\":123456789012345678901234567890}", BODY_FIELD_OUT_OF_RANGE),
@@ -46,7 +47,6 @@ static const struct body_case cases[] = {
 	BAD("{\"number\":{}}", BODY_FIELD_NOT_INTEGER),
 	BAD("{}", BODY_FIELD_MISSING),
 	BAD("{\"Number\":5}", BODY_FIELD_MISSING),
-	BAD("{\"number \":5}", BODY_FIELD_MISSING),
 	BAD("{\"number\":1,\"number\":2}", BODY_FIELD_DUPLICATE),
 	BAD("{\"number\":1,\"n\\u0075mber\":1}", BODY_FIELD_DUPLICATE),
 	BAD("[1]", BODY_NOT_OBJECT),
@@ -54,36 +54,10 @@ static const struct body_case cases[] = {
 	BAD("\"{\\\"number\\\":5}\"", BODY_NOT_OBJECT),
 	BAD("null", BODY_NOT_OBJECT),
 	BAD("", BODY_MALFORMED),
-	BAD("   ", BODY_MALFORMED),
-	BAD("{", BODY_MALFORMED),
-	BAD("{\"number\":5", BODY_MALFORMED),
-	BAD("{\"number\":5}}", BODY_MALFORMED),
 	BAD("{\"number\":5} x", BODY_MALFORMED),
-	BAD("{\"number\":5}{\"number\":6}", BODY_MALFORMED),
-	BAD("{\"number\":5,}", BODY_MALFORMED),
-	BAD("{'number':5}", BODY_MALFORMED),
-	BAD("{number:5}", BODY_MALFORMED),
 	BAD("{\"number\":05}", BODY_MALFORMED),
 	BAD("{\"number\":+5}", BODY_MALFORMED),
-	BAD("{\"number\":-}", BODY_MALFORMED),
-	BAD("{\"number\":1.}", BODY_MALFORMED),
-	BAD("{\"number\":.5}", BODY_MALFORMED),
-	BAD("{\"number\":1e}", BODY_MALFORMED),
-	BAD("{\"number\":NaN}", BODY_MALFORMED),
-	BAD("{\"number\":Infinity}", BODY_MALFORMED),
-	BAD("{\"number\":0x10}", BODY_MALFORMED),
-	BAD("{\"number\":tru}", BODY_MALFORMED),
-	BAD("{\"number\" 5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\x01\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\\x\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\\u12\",\"number\":5}", BODY_MALFORMED),
 	BAD("{\"a\":\"\xff\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\xc0\xaf\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\xed\xa0\x80\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\xf4\x90\x80\x80\",\"number\":5}", BODY_MALFORMED),
-	BAD("{\"a\":\"\xe2\x82\",\"number\":5}", BODY_MALFORMED),
-	BAD("\xef\xbb\xbf{\"number\":5}", BODY_MALFORMED),
-	BAD("{\"number\":[1,2,]}", BODY_MALFORMED),
 };
 
 START_TEST(test_body_parses_table_row)
@@ -104,42 +78,15 @@ START_TEST(test_body_parses_table_row)
 }
 END_TEST
 
-START_TEST(test_body_rejects_nul_byte_inside)
+START_TEST(test_body_names_too_deep_nesting)
 {
-	static const char json[] = "{\"number\":5,\"a\":\"x\0y\"}";
-	int64_t got;
+	char deep[64];
+	int64_t got = 42;
 
-	ck_assert_int_eq(body_parse_int64_field(json, sizeof(json) - 1, "number", &got), BODY_MALFORMED);
-	ck_assert_int_eq(body_parse_int64_field("{\"number\":5}\0", 13, "number", &got), BODY_MALFORMED);
-}
-END_TEST
-
-/* Builds `levels` nested arrays around {"number":1}. */
-static char *nested(int levels)
-{
-	char *s = malloc((size_t)levels * 2 + 32);
-	size_t at = 0;
-
-	at += (size_t)sprintf(s, "{\"number\":1,\"deep\":");
-	for (int i = 0; i < levels; i++)
-		s[at++] = '[';
-	for (int i = 0; i < levels; i++)
-		s[at++] = ']';
-	s[at++] = '}';
-	s[at] = '\0';
-	return s;
-}
-
-START_TEST(test_body_limits_nesting_depth)
-{
-	char *ok = nested(BODY_MAX_DEPTH - 1);
-	char *deep = nested(10000);
-	int64_t got;
-
-	ck_assert_int_eq(body_parse_int64_field(ok, strlen(ok), "number", &got), BODY_OK);
-	ck_assert_int_eq(body_parse_int64_field(deep, strlen(deep), "number", &got), BODY_TOO_DEEP);
-	free(ok);
-	free(deep);
+	memset(deep, '[', sizeof(deep));
+	ck_assert_int_eq(body_parse_int64_field(deep, sizeof(deep), "number", &got), BODY_TOO_DEEP);
+	ck_assert_int_eq(got, 42);
+	ck_assert_str_eq(body_strerror(BODY_TOO_DEEP), "body nests deeper than 32 levels");
 }
 END_TEST
 
@@ -235,8 +182,7 @@ static Suite *body_suite(void)
 
 	tcase_add_loop_test(core, test_body_parses_table_row, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(core, test_body_media_type);
-	tcase_add_test(limits, test_body_limits_nesting_depth);
-	tcase_add_test(errors, test_body_rejects_nul_byte_inside);
+	tcase_add_test(limits, test_body_names_too_deep_nesting);
 	tcase_add_test(errors, test_body_request_statuses);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
