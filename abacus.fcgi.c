@@ -40,37 +40,11 @@ typedef void (*handler_fn)(struct request *r);
 /* ---- replies shared by the handlers ---- */
 
 /*
- * Maps a store failure to its problem; STORE_OK and STORE_REPLAYED are no
- * failure.  keyed: a POST with an Idempotency-Key (its retry rule differs).
+ * A store failure: its response (lib/http), its counter and its log line;
+ * STORE_OK and STORE_REPLAYED are no failure.  keyed: see http_store_outcome.
  */
 static bool store_ok_or_problem(struct request *r, enum store_status status, bool keyed)
 {
-	static const struct { enum problem problem; const char *detail; } failures[STORE_STATUS_COUNT] = {
-		[STORE_KEY_CONFLICT] = { PROBLEM_IDEMPOTENCY_CONFLICT,
-		                         "this Idempotency-Key was already used with another number" },
-		[STORE_OVERFLOW] = { PROBLEM_OUT_OF_RANGE, "the result would leave the int64 range; the sum is unchanged" },
-		[STORE_NOT_INTEGER] = { PROBLEM_SUM_NOT_INTEGER, "the stored sum is not an integer; an operator must repair it" },
-		[STORE_RATE_LIMITED] = { PROBLEM_RATE_LIMITED, "rate limit exceeded; retry after Retry-After seconds" },
-		[STORE_UNAVAILABLE] = { PROBLEM_REDIS_UNAVAILABLE,
-		                        "Redis is unreachable or refusing; nothing was changed; retry shortly" },
-		[STORE_FULL] = { PROBLEM_REDIS_FULL,
-		                 "Redis is out of memory and refuses changes; nothing was changed; reads still work" },
-		[STORE_OUTCOME_UNKNOWN] = { PROBLEM_OUTCOME_UNKNOWN,
-		                            "the change was sent to Redis and no answer came in time: it may have been "
-		                            "applied; read the sum before repeating it" },
-		[STORE_NOT_REPLICATED] = { PROBLEM_NOT_REPLICATED,
-		                           "the change was applied on the Redis master but not enough replicas confirmed "
-		                           "it in time; read the sum before repeating it" },
-	};
-	/* A keyed addition, unlike a set, may simply be retried (docs/API.md, "Retrying"). */
-	static const char *const keyed_detail[STORE_STATUS_COUNT] = {
-		[STORE_OUTCOME_UNKNOWN] = "the addition was sent to Redis and no answer came in time: it may have been "
-		                          "applied; retry with the same Idempotency-Key and number (it applies once or "
-		                          "replays)",
-		[STORE_NOT_REPLICATED] = "the addition was applied on the Redis master but not enough replicas confirmed "
-		                         "it in time; retry with the same Idempotency-Key and number (it replays)",
-	};
-	const char *detail;
 	struct log_line l;
 
 	if (status == STORE_OK || status == STORE_REPLAYED)
@@ -79,12 +53,7 @@ static bool store_ok_or_problem(struct request *r, enum store_status status, boo
 		metrics_inc(METRICS_RATE_LIMITED);
 	else if (status == STORE_KEY_CONFLICT)
 		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
-	detail = failures[status].detail;
-	if (keyed && keyed_detail[status] != NULL)
-		detail = keyed_detail[status];
-	http_problem(r, failures[status].problem, detail);
-	if (http_problem_info(failures[status].problem)->status == 503)
-		http_add_header(r, "Retry-After", "1");
+	http_store_outcome(r, status, keyed);
 	if (status != STORE_UNAVAILABLE &&
 	    log_begin(&l, LOG_LEVEL_WARN, store_strerror(status), r->request_id)) {
 		log_str(&l, "key_id", r->caller.key_id);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "sha256.h"
+#include "store_status.h"
 
 enum http_method {
 	HTTP_GET,
@@ -148,5 +149,13 @@ bool http_request_id_is_sane(const char *id);
 
 /* Writes a fresh 32-hex-digit request id. */
 void http_generate_request_id(char out[33]);
+
+/*
+ * The response for an operation's outcome: nothing for STORE_OK and
+ * STORE_REPLAYED (returns true), else its problem and detail (and
+ * Retry-After for a 503) and false.  keyed: a POST with an Idempotency-Key,
+ * whose retry rule differs (docs/API.md, "Retrying").
+ */
+bool http_store_outcome(struct request *r, enum store_status status, bool keyed);
 
 #endif

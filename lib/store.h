@@ -34,22 +34,9 @@
 #include "config.h"
 #include "http.h"
 #include "idem.h"
+#include "store_status.h"
 
 struct store;
-
-enum store_status {
-	STORE_OK = 0,           /* applied; result holds the sum */
-	STORE_REPLAYED,         /* key seen before with this number: the original sum */
-	STORE_KEY_CONFLICT,     /* key seen before with another number; nothing changed */
-	STORE_OVERFLOW,         /* the sum would leave int64; nothing changed */
-	STORE_NOT_INTEGER,      /* the stored sum is not an integer; nothing changed */
-	STORE_RATE_LIMITED,     /* over the caller's rate limit; nothing changed */
-	STORE_UNAVAILABLE,      /* Redis unreachable, refusing, or no answer to a read; nothing changed */
-	STORE_NOT_REPLICATED,   /* applied on the master, but WAIT saw too few replicas */
-	STORE_OUTCOME_UNKNOWN,  /* a change was sent and no answer came: it may have been applied */
-	STORE_FULL,             /* Redis is out of memory (noeviction): the change was refused */
-	STORE_STATUS_COUNT
-};
 
 /* What an operation returns besides its status. */
 struct store_result {

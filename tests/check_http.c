@@ -117,6 +117,41 @@ START_TEST(test_http_problem_renders_rfc9457)
 }
 END_TEST
 
+/* Every failure of an operation has its problem; a 503 says when to retry; a keyed POST its own rule. */
+START_TEST(test_http_store_outcome_maps_every_failure)
+{
+	static const struct { enum store_status status; int code; const char *slug; } map[] = {
+		{ STORE_KEY_CONFLICT, 422, "idempotency-key-conflict" }, { STORE_OVERFLOW, 409, "sum-out-of-range" },
+		{ STORE_NOT_INTEGER, 500, "sum-not-integer" }, { STORE_RATE_LIMITED, 429, "rate-limited" },
+		{ STORE_UNAVAILABLE, 503, "redis-unavailable" }, { STORE_NOT_REPLICATED, 503, "not-replicated" },
+		{ STORE_OUTCOME_UNKNOWN, 503, "outcome-unknown" }, { STORE_FULL, 503, "redis-full" },
+	};
+	const char *env[] = { NULL };
+	struct request r;
+	char head[2048], type[96];
+
+	init(&r, env);
+	ck_assert(http_store_outcome(&r, STORE_OK, false));
+	ck_assert(http_store_outcome(&r, STORE_REPLAYED, true));
+	ck_assert_int_eq(sizeof(map) / sizeof(map[0]), STORE_STATUS_COUNT - 2);
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		init(&r, env);
+		ck_assert(!http_store_outcome(&r, map[i].status, false));
+		ck_assert_int_eq(r.resp.status, map[i].code);
+		snprintf(type, sizeof(type), "\"type\":\"urn:abacus:problem:%s\"", map[i].slug);
+		ck_assert_msg(strstr(r.resp.body, type) != NULL, "%s", r.resp.body);
+		ck_assert(http_format_head(&r, head, sizeof(head)) > 0);
+		ck_assert_int_eq(strstr(head, "Retry-After: 1\r\n") != NULL, map[i].code == 503);
+	}
+	init(&r, env);
+	http_store_outcome(&r, STORE_OUTCOME_UNKNOWN, true);
+	ck_assert(strstr(r.resp.body, "retry with the same Idempotency-Key") != NULL);
+	init(&r, env);
+	http_store_outcome(&r, STORE_OUTCOME_UNKNOWN, false);
+	ck_assert(strstr(r.resp.body, "read the sum") != NULL);
+}
+END_TEST
+
 START_TEST(test_http_problem_field_lists_errors)
 {
 	const char *env[] = { NULL };
@@ -245,6 +280,7 @@ static Suite *http_suite(void)
 	tcase_add_test(limits, test_http_request_id_length_limit);
 	tcase_add_test(limits, test_http_headers_overflow_is_cut_not_corrupted);
 	tcase_add_test(errors, test_http_unknown_method_is_other);
+	tcase_add_test(errors, test_http_store_outcome_maps_every_failure);
 	tcase_add_test(errors, test_http_percent_encoded_path_is_not_a_route);
 	tcase_add_test(errors, test_http_header_values_with_newlines_are_dropped);
 	suite_add_tcase(s, core);
