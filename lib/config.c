@@ -3,11 +3,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "decimal.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -28,35 +30,13 @@ static bool fail(char *err, size_t errlen, const char *fmt, ...)
 
 bool config_parse_long(const char *text, long min, long max, long *out)
 {
-	const char *p = text;
-	bool negative = false;
-	long value = 0;
+	int64_t v;
 
-	if (text == NULL || *p == '\0')
+	if (text == NULL ||
+	    decimal_parse_int64(text, strlen(text), DECIMAL_REFUSE_MINUS_ZERO, &v) != DECIMAL_OK ||
+	    v < min || v > max)
 		return false;
-	if (*p == '-') {
-		negative = true;
-		p++;
-	}
-	if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '\0'))
-		return false;
-	for (; *p != '\0'; p++) {
-		int digit;
-
-		if (*p < '0' || *p > '9')
-			return false;
-		digit = *p - '0';
-		if (value > (__LONG_MAX__ - digit) / 10)
-			return false;
-		value = value * 10 + digit;
-	}
-	if (negative)
-		value = -value;
-	if (negative && value == 0)
-		return false;           /* "-0" */
-	if (value < min || value > max)
-		return false;
-	*out = value;
+	*out = (long)v;
 	return true;
 }
 
@@ -237,14 +217,15 @@ static bool load_bool(config_lookup_fn lookup, const char *name, bool def, bool 
 	return true;
 }
 
-static bool prefix_is_valid(const char *prefix)
+/* True when s has min..max characters, each a letter, a digit or one of extra. */
+static bool name_is_valid(const char *s, size_t min, size_t max, const char *extra)
 {
-	size_t n = strlen(prefix);
+	size_t n = strlen(s);
 
-	if (n == 0 || n > CONFIG_PREFIX_MAX)
+	if (n < min || n > max)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)prefix[i]) && strchr("_.:-", prefix[i]) == NULL)
+		if (!isalnum((unsigned char)s[i]) && strchr(extra, s[i]) == NULL)
 			return false;
 	return true;
 }
@@ -326,7 +307,7 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 
 	if (prefix == NULL || *prefix == '\0')
 		prefix = "abacus";
-	if (!prefix_is_valid(prefix))
+	if (!name_is_valid(prefix, 1, CONFIG_PREFIX_MAX, "_.:-"))
 		return fail(err, errlen,
 		            "ABACUS_REDIS_PREFIX: 1..%d characters of A-Z a-z 0-9 _ . : - (no braces)",
 		            CONFIG_PREFIX_MAX);
@@ -371,26 +352,14 @@ static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, 
 	                       &cfg->trusted_proxy_count, "ABACUS_TRUSTED_PROXIES", err, errlen);
 }
 
-/* A POSIX shared-memory name: "/" then 1-100 of A-Z a-z 0-9 _ . - */
-static bool shm_name_is_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 2 || n > 101 || name[0] != '/')
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL)
-			return false;
-	return true;
-}
-
 static bool load_metrics(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
 {
 	const char *name = lookup("ABACUS_METRICS_SHM");
 
 	if (name == NULL || *name == '\0')
 		name = "/abacus-metrics";
-	if (!shm_name_is_valid(name))
+	/* A POSIX shared-memory name: "/" then 1-100 of A-Z a-z 0-9 _ . - */
+	if (name[0] != '/' || !name_is_valid(name + 1, 1, 100, "_.-"))
 		return fail(err, errlen,
 		            "ABACUS_METRICS_SHM: '/' then 1..100 of A-Z a-z 0-9 _ . - (got '%.40s')", name);
 	snprintf(cfg->metrics_shm, sizeof(cfg->metrics_shm), "%s", name);

@@ -66,7 +66,10 @@ bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t 
 /* Releases the key lists.  Safe on a zeroed or already freed config. */
 void config_free(struct config *cfg);
 
-/* Strict decimal integer in [min, max]: no sign on positives, spaces, or leading zeros. */
+/*
+ * Strict decimal integer in [min, max] (lib/decimal's parser): no sign on
+ * positives, no spaces, no leading zeros, no "-0", not empty.
+ */
 bool config_parse_long(const char *text, long min, long max, long *out);
 
 /* "true"/"false", "1"/"0", "yes"/"no", "on"/"off", case-insensitive. */

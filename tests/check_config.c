@@ -282,6 +282,14 @@ START_TEST(test_config_parse_long_limits)
 	ck_assert(!config_parse_long("", 0, 10, &v));
 	ck_assert(!config_parse_long("9223372036854775808", 0, __LONG_MAX__, &v));
 	ck_assert(config_parse_long("9223372036854775807", 0, __LONG_MAX__, &v));
+	ck_assert(!config_parse_long("+5", -5, 10, &v));
+	ck_assert(!config_parse_long(" 5", -5, 10, &v));
+	ck_assert(!config_parse_long("5 ", -5, 10, &v));
+	ck_assert(!config_parse_long("-", -5, 10, &v));
+	ck_assert(!config_parse_long("1e3", 0, 10000, &v));
+	ck_assert(!config_parse_long(NULL, 0, 10, &v));
+	v = 42;
+	ck_assert(!config_parse_long("-6", -5, 10, &v) && v == 42);
 }
 END_TEST
 
