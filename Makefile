@@ -2,7 +2,7 @@
 # everything under ASan+UBSan, `make run` starts the local stack.
 
 CC       ?= cc
-PKGS     := hiredis
+PKGS     := hiredis nettle
 WARNINGS := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
             -Wpointer-arith -Wformat=2
 GEN      := build/gen

@@ -1,15 +1,15 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
+#include "decimal.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -30,35 +30,13 @@ static bool fail(char *err, size_t errlen, const char *fmt, ...)
 
 bool config_parse_long(const char *text, long min, long max, long *out)
 {
-	const char *p = text;
-	bool negative = false;
-	long value = 0;
+	int64_t v;
 
-	if (text == NULL || *p == '\0')
+	if (text == NULL ||
+	    decimal_parse_int64(text, strlen(text), DECIMAL_REFUSE_MINUS_ZERO, &v) != DECIMAL_OK ||
+	    v < min || v > max)
 		return false;
-	if (*p == '-') {
-		negative = true;
-		p++;
-	}
-	if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '\0'))
-		return false;
-	for (; *p != '\0'; p++) {
-		int digit;
-
-		if (*p < '0' || *p > '9')
-			return false;
-		digit = *p - '0';
-		if (value > (__LONG_MAX__ - digit) / 10)
-			return false;
-		value = value * 10 + digit;
-	}
-	if (negative)
-		value = -value;
-	if (negative && value == 0)
-		return false;           /* "-0" */
-	if (value < min || value > max)
-		return false;
-	*out = value;
+	*out = (long)v;
 	return true;
 }
 
@@ -78,256 +56,6 @@ bool config_parse_bool(const char *text, bool *out)
 		}
 	}
 	return false;
-}
-
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Copies src[0..n) to dst (cap bytes), decoding %XX.  False on bad escape or overflow. */
-static bool percent_decode(char *dst, size_t cap, const char *src, size_t n)
-{
-	size_t at = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = src[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return false;
-			hi = hex_value(src[i + 1]);
-			lo = hex_value(src[i + 2]);
-			if (hi < 0 || lo < 0)
-				return false;
-			c = (char)(hi * 16 + lo);
-			if (c == '\0')
-				return false;
-			i += 2;
-		}
-		if (at + 1 >= cap)
-			return false;
-		dst[at++] = c;
-	}
-	dst[at] = '\0';
-	return true;
-}
-
-/* Parses "user:password@" (already cut out, without the '@'). */
-static bool parse_userinfo(const char *s, size_t n, struct redis_target *out,
-                           char *err, size_t errlen)
-{
-	const char *colon = memchr(s, ':', n);
-
-	if (colon == NULL)
-		return fail(err, errlen, "REDIS_URL: credentials must be user:password or :password");
-	if (!percent_decode(out->user, sizeof(out->user), s, (size_t)(colon - s)) ||
-	    !percent_decode(out->password, sizeof(out->password), colon + 1,
-	                    n - (size_t)(colon - s) - 1))
-		return fail(err, errlen, "REDIS_URL: user or password is too long or badly percent-encoded");
-	out->has_password = true;
-	return true;
-}
-
-static bool parse_db(const char *text, int *db)
-{
-	long v;
-
-	if (!config_parse_long(text, 0, 65535, &v))
-		return false;
-	*db = (int)v;
-	return true;
-}
-
-/*
- * Parses "host[:port]" or "[v6addr][:port]" of length n into node.  setting
- * names the variable in messages.
- */
-static bool parse_host_port(const char *s, size_t n, struct redis_node *node, int default_port,
-                            const char *setting, char *err, size_t errlen)
-{
-	const char *end = s + n;
-	const char *port = NULL;
-
-	node->port = default_port;
-	if (n > 0 && *s == '[') {
-		const char *close = memchr(s, ']', n);
-
-		if (close == NULL)
-			return fail(err, errlen, "%s: unclosed '[' in host", setting);
-		if (close + 1 < end) {
-			if (close[1] != ':')
-				return fail(err, errlen, "%s: junk after ']'", setting);
-			port = close + 2;
-		}
-		if ((size_t)(close - s - 1) >= sizeof(node->host) || close == s + 1)
-			return fail(err, errlen, "%s: bad host", setting);
-		memcpy(node->host, s + 1, (size_t)(close - s - 1));
-		node->host[close - s - 1] = '\0';
-	} else {
-		const char *colon = memchr(s, ':', n);
-		const char *name_end = colon != NULL ? colon : end;
-
-		if (name_end == s || (size_t)(name_end - s) >= sizeof(node->host))
-			return fail(err, errlen, "%s: missing or too long host", setting);
-		memcpy(node->host, s, (size_t)(name_end - s));
-		node->host[name_end - s] = '\0';
-		if (colon != NULL)
-			port = colon + 1;
-	}
-	for (const char *p = node->host; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
-			return fail(err, errlen, "%s: bad character in host", setting);
-
-	if (port != NULL) {
-		char digits[8];
-		long v;
-		size_t len = (size_t)(end - port);
-
-		if (len == 0 || len >= sizeof(digits))
-			return fail(err, errlen, "%s: bad port", setting);
-		memcpy(digits, port, len);
-		digits[len] = '\0';
-		if (!config_parse_long(digits, 1, 65535, &v))
-			return fail(err, errlen, "%s: port must be 1..65535", setting);
-		node->port = (int)v;
-	}
-	return true;
-}
-
-/* Parses a comma-separated host:port list (s[0..n)) into target->nodes. */
-static bool parse_node_list(const char *s, size_t n, struct redis_target *target, int default_port,
-                            const char *setting, char *err, size_t errlen)
-{
-	const char *end = s + n;
-
-	target->node_count = 0;
-	while (s < end) {
-		const char *comma = memchr(s, ',', (size_t)(end - s));
-		const char *stop = comma != NULL ? comma : end;
-
-		while (s < stop && *s == ' ')
-			s++;
-		while (stop > s && stop[-1] == ' ')
-			stop--;
-		if (target->node_count == CONFIG_NODES_MAX)
-			return fail(err, errlen, "%s: at most %d nodes", setting, CONFIG_NODES_MAX);
-		if (!parse_host_port(s, (size_t)(stop - s), &target->nodes[target->node_count],
-		                     default_port, setting, err, errlen))
-			return false;
-		target->node_count++;
-		s = comma != NULL ? comma + 1 : end;
-		if (comma != NULL && s == end)
-			return fail(err, errlen, "%s: empty entry after ','", setting);
-	}
-	if (target->node_count == 0)
-		return fail(err, errlen, "%s: no host:port", setting);
-	return true;
-}
-
-static bool parse_tcp_url(const char *rest, struct redis_target *out, char *err, size_t errlen)
-{
-	const char *at = strrchr(rest, '@');
-	const char *slash;
-	const char *host = rest;
-	struct redis_node node;
-
-	if (at != NULL) {
-		if (!parse_userinfo(rest, (size_t)(at - rest), out, err, errlen))
-			return false;
-		host = at + 1;
-	}
-	slash = strchr(host, '/');
-	if (out->mode == REDIS_MODE_CLUSTER) {
-		if (!parse_node_list(host, slash != NULL ? (size_t)(slash - host) : strlen(host), out,
-		                     6379, "REDIS_URL", err, errlen))
-			return false;
-		node = out->nodes[0];
-	} else if (!parse_host_port(host, slash != NULL ? (size_t)(slash - host) : strlen(host), &node,
-	                            6379, "REDIS_URL", err, errlen)) {
-		return false;
-	}
-	memcpy(out->host, node.host, sizeof(out->host));
-	out->port = node.port;
-	if (slash != NULL && slash[1] != '\0' && !parse_db(slash + 1, &out->db))
-		return fail(err, errlen, "REDIS_URL: database must be a number 0..65535");
-	if (out->mode == REDIS_MODE_CLUSTER && out->db != 0)
-		return fail(err, errlen, "REDIS_URL: a Redis Cluster has only database 0");
-	return true;
-}
-
-static bool parse_unix_url(const char *rest, struct redis_target *out, char *err, size_t errlen)
-{
-	const char *query = strchr(rest, '?');
-	size_t n = query != NULL ? (size_t)(query - rest) : strlen(rest);
-
-	if (n == 0 || rest[0] != '/')
-		return fail(err, errlen, "REDIS_URL: unix:// needs an absolute socket path");
-	if (n >= sizeof(out->path))
-		return fail(err, errlen, "REDIS_URL: socket path too long");
-	memcpy(out->path, rest, n);
-	out->path[n] = '\0';
-	if (query == NULL)
-		return true;
-
-	/* Parameters: db=N, and user=/password= for a socket that needs AUTH. */
-	for (const char *p = query + 1; *p != '\0';) {
-		const char *amp = strchr(p, '&');
-		size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
-		char value[256];
-
-		if (len > 3 && strncmp(p, "db=", 3) == 0) {
-			if (len - 3 >= sizeof(value) || !percent_decode(value, sizeof(value), p + 3, len - 3) ||
-			    !parse_db(value, &out->db))
-				return fail(err, errlen, "REDIS_URL: db must be a number 0..65535");
-		} else if (len >= 9 && strncmp(p, "password=", 9) == 0) {
-			if (!percent_decode(out->password, sizeof(out->password), p + 9, len - 9))
-				return fail(err, errlen, "REDIS_URL: bad password parameter");
-			out->has_password = true;
-		} else if (len >= 5 && strncmp(p, "user=", 5) == 0) {
-			if (!percent_decode(out->user, sizeof(out->user), p + 5, len - 5))
-				return fail(err, errlen, "REDIS_URL: bad user parameter");
-		} else {
-			return fail(err, errlen, "REDIS_URL: unknown parameter (known: db, user, password)");
-		}
-		p += len + (amp != NULL);
-	}
-	return true;
-}
-
-bool config_parse_redis_url(const char *url, struct redis_target *out, char *err, size_t errlen)
-{
-	memset(out, 0, sizeof(*out));
-	out->port = 6379;
-	if (strncmp(url, "redis://", 8) == 0) {
-		out->transport = REDIS_TRANSPORT_TCP;
-		return parse_tcp_url(url + 8, out, err, errlen);
-	}
-	if (strncmp(url, "redis+cluster://", 16) == 0) {
-		out->mode = REDIS_MODE_CLUSTER;
-		out->transport = REDIS_TRANSPORT_TCP;
-		return parse_tcp_url(url + 16, out, err, errlen);
-	}
-	if (strncmp(url, "unix://", 7) == 0) {
-		out->transport = REDIS_TRANSPORT_UNIX;
-		return parse_unix_url(url + 7, out, err, errlen);
-	}
-	if (strncmp(url, "rediss://", 9) == 0)
-		return fail(err, errlen, "REDIS_URL: TLS (rediss://) is not supported by this build");
-	return fail(err, errlen, "REDIS_URL must start with redis://, unix:// or redis+cluster://");
-}
-
-bool config_parse_sentinels(const char *text, struct redis_target *target, char *err, size_t errlen)
-{
-	return parse_node_list(text, strlen(text), target, 26379, "REDIS_SENTINELS", err, errlen);
 }
 
 static bool key_is_valid(const char *key, size_t n)
@@ -460,64 +188,6 @@ static bool load_keys(struct key_list *list, config_lookup_fn lookup, const char
 	return true;
 }
 
-bool config_parse_cidr(const char *text, struct config_cidr *out)
-{
-	char addr[64];
-	const char *slash = strchr(text, '/');
-	size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
-	long bits;
-
-	if (n == 0 || n >= sizeof(addr))
-		return false;
-	memcpy(addr, text, n);
-	addr[n] = '\0';
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, addr, out->addr) == 1) {
-		out->family = AF_INET;
-		out->prefix_len = 32;
-	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-		out->family = AF_INET6;
-		out->prefix_len = 128;
-	} else {
-		return false;
-	}
-	if (slash != NULL) {
-		if (!config_parse_long(slash + 1, 0, out->prefix_len, &bits))
-			return false;
-		out->prefix_len = (int)bits;
-	}
-	return true;
-}
-
-static bool load_proxies(struct config *cfg, const char *list, char *err, size_t errlen)
-{
-	for (const char *p = list; p != NULL && *p != '\0';) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
-		char item[64];
-		size_t a = 0;
-
-		while (a < n && isspace((unsigned char)p[a]))
-			a++;
-		while (n > a && isspace((unsigned char)p[n - 1]))
-			n--;
-		if (n > a) {
-			if (cfg->trusted_proxy_count == CONFIG_PROXIES_MAX)
-				return fail(err, errlen, "ABACUS_TRUSTED_PROXIES: at most %d entries",
-				            CONFIG_PROXIES_MAX);
-			if (n - a >= sizeof(item))
-				return fail(err, errlen, "ABACUS_TRUSTED_PROXIES: entry too long");
-			memcpy(item, p + a, n - a);
-			item[n - a] = '\0';
-			if (!config_parse_cidr(item, &cfg->trusted_proxies[cfg->trusted_proxy_count++]))
-				return fail(err, errlen,
-				            "ABACUS_TRUSTED_PROXIES: '%s' is not an address or CIDR", item);
-		}
-		p = comma != NULL ? comma + 1 : NULL;
-	}
-	return true;
-}
-
 /* A numeric setting: absent means the default; present must parse. */
 static bool load_long(config_lookup_fn lookup, const char *name, long def, long min, long max,
                       long *out, char *err, size_t errlen)
@@ -547,14 +217,15 @@ static bool load_bool(config_lookup_fn lookup, const char *name, bool def, bool 
 	return true;
 }
 
-static bool prefix_is_valid(const char *prefix)
+/* True when s has min..max characters, each a letter, a digit or one of extra. */
+static bool name_is_valid(const char *s, size_t min, size_t max, const char *extra)
 {
-	size_t n = strlen(prefix);
+	size_t n = strlen(s);
 
-	if (n == 0 || n > CONFIG_PREFIX_MAX)
+	if (n < min || n > max)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)prefix[i]) && strchr("_.:-", prefix[i]) == NULL)
+		if (!isalnum((unsigned char)s[i]) && strchr(extra, s[i]) == NULL)
 			return false;
 	return true;
 }
@@ -572,7 +243,7 @@ static bool load_sentinels(struct redis_target *t, config_lookup_fn lookup, char
 	if (t->mode == REDIS_MODE_CLUSTER || t->transport != REDIS_TRANSPORT_TCP)
 		return fail(err, errlen, "REDIS_SENTINELS: only with a redis:// REDIS_URL "
 		                         "(its credentials and database apply to the master)");
-	if (!config_parse_sentinels(sentinels, t, err, errlen))
+	if (!redis_url_parse_sentinels(sentinels, t, err, errlen))
 		return false;
 	t->mode = REDIS_MODE_SENTINEL;
 	if (name == NULL || *name == '\0')
@@ -623,7 +294,7 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 
 	if (url == NULL || *url == '\0')
 		url = "redis://127.0.0.1:6379/0";
-	if (!config_parse_redis_url(url, &cfg->redis, err, errlen))
+	if (!redis_url_parse(url, &cfg->redis, err, errlen))
 		return false;
 	if (!load_long(lookup, "ABACUS_REDIS_CONNECT_TIMEOUT_MS", 500, 1, 60000, &connect_ms, err, errlen) ||
 	    !load_long(lookup, "ABACUS_REDIS_TIMEOUT_MS", 1000, 1, 60000, &command_ms, err, errlen))
@@ -636,7 +307,7 @@ static bool load_redis(struct config *cfg, config_lookup_fn lookup, char *err, s
 
 	if (prefix == NULL || *prefix == '\0')
 		prefix = "abacus";
-	if (!prefix_is_valid(prefix))
+	if (!name_is_valid(prefix, 1, CONFIG_PREFIX_MAX, "_.:-"))
 		return fail(err, errlen,
 		            "ABACUS_REDIS_PREFIX: 1..%d characters of A-Z a-z 0-9 _ . : - (no braces)",
 		            CONFIG_PREFIX_MAX);
@@ -677,20 +348,8 @@ static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, 
 	                 &cfg->rate_limit_requests, err, errlen) &&
 	       load_long(lookup, "ABACUS_RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86400,
 	                 &cfg->rate_limit_window_seconds, err, errlen) &&
-	       load_proxies(cfg, lookup("ABACUS_TRUSTED_PROXIES"), err, errlen);
-}
-
-/* A POSIX shared-memory name: "/" then 1-100 of A-Z a-z 0-9 _ . - */
-static bool shm_name_is_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 2 || n > 101 || name[0] != '/')
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL)
-			return false;
-	return true;
+	       cidr_parse_list(lookup("ABACUS_TRUSTED_PROXIES"), cfg->trusted_proxies, CONFIG_PROXIES_MAX,
+	                       &cfg->trusted_proxy_count, "ABACUS_TRUSTED_PROXIES", err, errlen);
 }
 
 static bool load_metrics(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
@@ -699,7 +358,8 @@ static bool load_metrics(struct config *cfg, config_lookup_fn lookup, char *err,
 
 	if (name == NULL || *name == '\0')
 		name = "/abacus-metrics";
-	if (!shm_name_is_valid(name))
+	/* A POSIX shared-memory name: "/" then 1-100 of A-Z a-z 0-9 _ . - */
+	if (name[0] != '/' || !name_is_valid(name + 1, 1, 100, "_.-"))
 		return fail(err, errlen,
 		            "ABACUS_METRICS_SHM: '/' then 1..100 of A-Z a-z 0-9 _ . - (got '%.40s')", name);
 	snprintf(cfg->metrics_shm, sizeof(cfg->metrics_shm), "%s", name);
@@ -759,15 +419,7 @@ void config_log_effective(const struct config *cfg)
 
 	if (!log_begin(&l, LOG_LEVEL_INFO, "config", NULL))
 		return;
-	if (r->transport == REDIS_TRANSPORT_UNIX)
-		snprintf(url, sizeof(url), "unix://%s?db=%d%s", r->path, r->db,
-		         r->has_password ? "&password=***" : "");
-	else
-		snprintf(url, sizeof(url), "%s://%s%s%s%s%s:%d%s/%d",
-		         r->mode == REDIS_MODE_CLUSTER ? "redis+cluster" : "redis", r->user,
-		         r->has_password ? ":***@" : "", strchr(r->host, ':') ? "[" : "", r->host,
-		         strchr(r->host, ':') ? "]" : "", r->port,
-		         r->mode == REDIS_MODE_CLUSTER && r->node_count > 1 ? ",..." : "", r->db);
+	redis_url_format_masked(r, url, sizeof(url));
 	log_str(&l, "redis_url", url);
 	log_str(&l, "redis_mode", r->mode == REDIS_MODE_SENTINEL ? "sentinel"
 	                          : r->mode == REDIS_MODE_CLUSTER ? "cluster" : "single");

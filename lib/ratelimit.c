@@ -5,34 +5,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cidr.h"
 #include "decimal.h"
-
-static bool matches(const unsigned char *addr, const struct config_cidr *net)
-{
-	int full = net->prefix_len / 8;
-	int rest = net->prefix_len % 8;
-
-	if (memcmp(addr, net->addr, (size_t)full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	return ((addr[full] ^ net->addr[full]) & (0xff << (8 - rest))) == 0;
-}
-
-bool ratelimit_address_in(const char *addr, const struct config_cidr *nets, size_t count)
-{
-	unsigned char v4[4], v6[16];
-	bool is_v4 = inet_pton(AF_INET, addr, v4) == 1;
-	bool is_v6 = !is_v4 && inet_pton(AF_INET6, addr, v6) == 1;
-
-	for (size_t i = 0; i < count; i++) {
-		if (is_v4 && nets[i].family == AF_INET && matches(v4, &nets[i]))
-			return true;
-		if (is_v6 && nets[i].family == AF_INET6 && matches(v6, &nets[i]))
-			return true;
-	}
-	return false;
-}
 
 /* Copies the right-most untrusted address of an X-Forwarded-For list. */
 static bool forwarded_client(const char *xff, const struct config *cfg, char *out, size_t cap)
@@ -61,7 +35,7 @@ static bool forwarded_client(const char *xff, const struct config *cfg, char *ou
 			if (inet_pton(AF_INET, item, probe) != 1 && inet_pton(AF_INET6, item, probe) != 1)
 				return false;   /* garbage: fall back to the peer */
 		}
-		if (!ratelimit_address_in(item, cfg->trusted_proxies, cfg->trusted_proxy_count)) {
+		if (!cidr_address_in(item, cfg->trusted_proxies, cfg->trusted_proxy_count)) {
 			snprintf(out, cap, "%s", item);
 			return true;
 		}
@@ -87,7 +61,7 @@ void ratelimit_identify(struct request *r, const struct config *cfg)
 	}
 	snprintf(client, sizeof(client), "%s", peer != NULL ? peer : "unknown");
 	if (peer != NULL && xff != NULL &&
-	    ratelimit_address_in(peer, cfg->trusted_proxies, cfg->trusted_proxy_count))
+	    cidr_address_in(peer, cfg->trusted_proxies, cfg->trusted_proxy_count))
 		forwarded_client(xff, cfg, client, sizeof(client));
 	snprintf(c->limit_id, sizeof(c->limit_id), "ip:%s", client);
 }

@@ -22,9 +22,6 @@
  */
 void ratelimit_identify(struct request *r, const struct config *cfg);
 
-/* True if the textual address addr lies in one of the networks. */
-bool ratelimit_address_in(const char *addr, const struct config_cidr *nets, size_t count);
-
 /*
  * Adds RateLimit-Policy and RateLimit (and Retry-After on STORE_RATE_LIMITED)
  * when the limiter ran for this request.

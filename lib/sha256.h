@@ -4,9 +4,11 @@
 /*
  * SHA-256 (FIPS 180-4), for key ids: logs and Redis keys identify an API key
  * by the first 8 hex digits of its SHA-256 (SPEC section 4), never by the key.
+ * The hashing is nettle's (Debian's nettle-dev), which picks the CPU's SHA
+ * instructions itself where there are any; this module only names the three
+ * things the worker needs.
  */
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,12 +17,6 @@
 
 /* Writes the 32-byte digest of data[0..len) to digest. */
 void sha256(const void *data, size_t len, uint8_t digest[SHA256_DIGEST_LEN]);
-
-/*
- * On x86-64 CPUs with the SHA extensions the hardware instructions are used
- * (asked once); true forces the portable code, so tests can compare the two.
- */
-void sha256_use_portable(bool portable);
 
 /* Writes the first 8 lowercase hex digits of a digest, NUL-terminated. */
 void sha256_hex_prefix(const uint8_t digest[SHA256_DIGEST_LEN], char out[SHA256_KEY_ID_LEN + 1]);

@@ -12,8 +12,8 @@ static void setup(void)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.rate_limit_requests = 20;
 	cfg.rate_limit_window_seconds = 60;
-	ck_assert(config_parse_cidr("10.0.0.0/8", &cfg.trusted_proxies[0]));
-	ck_assert(config_parse_cidr("::1", &cfg.trusted_proxies[1]));
+	ck_assert(cidr_parse("10.0.0.0/8", &cfg.trusted_proxies[0]));
+	ck_assert(cidr_parse("::1", &cfg.trusted_proxies[1]));
 	cfg.trusted_proxy_count = 2;
 }
 
@@ -64,13 +64,14 @@ START_TEST(test_ratelimit_trusted_proxy_forwarded_for_counts)
 }
 END_TEST
 
-START_TEST(test_ratelimit_address_in_networks)
+START_TEST(test_ratelimit_all_trusted_hops_fall_back_to_peer)
 {
-	ck_assert(ratelimit_address_in("10.255.0.1", cfg.trusted_proxies, cfg.trusted_proxy_count));
-	ck_assert(!ratelimit_address_in("11.0.0.1", cfg.trusted_proxies, cfg.trusted_proxy_count));
-	ck_assert(ratelimit_address_in("::1", cfg.trusted_proxies, cfg.trusted_proxy_count));
-	ck_assert(!ratelimit_address_in("::2", cfg.trusted_proxies, cfg.trusted_proxy_count));
-	ck_assert(!ratelimit_address_in("garbage", cfg.trusted_proxies, cfg.trusted_proxy_count));
+	const char *trusted[] = { "REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_FOR=10.0.0.7, ::1", NULL };
+	const char *too_long[] = { "REMOTE_ADDR=10.1.2.3",
+		"HTTP_X_FORWARDED_FOR=1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd", NULL };
+
+	ck_assert_str_eq(identify(trusted, ""), "ip:10.1.2.3");
+	ck_assert_str_eq(identify(too_long, ""), "ip:10.1.2.3");
 }
 END_TEST
 
@@ -108,7 +109,7 @@ static Suite *ratelimit_suite(void)
 	tcase_add_test(core, test_ratelimit_identity_is_key_id_when_authenticated);
 	tcase_add_test(core, test_ratelimit_identity_is_peer_without_auth);
 	tcase_add_test(core, test_ratelimit_headers);
-	tcase_add_test(limits, test_ratelimit_address_in_networks);
+	tcase_add_test(limits, test_ratelimit_all_trusted_hops_fall_back_to_peer);
 	tcase_add_test(errors, test_ratelimit_forged_forwarded_for_is_ignored);
 	tcase_add_test(errors, test_ratelimit_trusted_proxy_forwarded_for_counts);
 	suite_add_tcase(s, core);

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential pkg-config
   libfcgi-dev libhiredis-dev check        # build
+  nettle-dev                              # build: SHA-256 of the API keys (lib/sha256)
   libcurl4-openssl-dev                    # tools/abacus-load
   lighttpd redis-server redis-tools       # local stack, tests
   nginx spawn-fcgi multiwatch             # nginx deployment

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	line_count = 0;
 	for (char *p = text, *save = NULL, *line; (line = strtok_r(p, "\n", &save)) != NULL && line_count < 64; p = NULL)
 		lines[line_count++] = line;
-	if (line_count > 0 && config_parse_redis_url(lines[0], &t, err, sizeof(err))) {
+	if (line_count > 0 && redis_url_parse(lines[0], &t, err, sizeof(err))) {
 		if (t.transport == REDIS_TRANSPORT_TCP && (t.port < 1 || t.port > 65535 || t.host[0] == '\0'))
 			abort();
 		if (t.db < 0 || t.db > 65535)
