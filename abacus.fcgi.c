@@ -110,7 +110,7 @@ static void handle_get_sum(struct request *r)
 	if (!caller_or_problem(r, AUTH_ANY))
 		return;
 	status = store_get(worker.store, &r->caller, &res);
-	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (!store_ok_or_problem(r, status, false))
 		return;
 	http_reply_json_int(r, 200, "{\"current_sum\":", res.sum, "}");
@@ -130,7 +130,7 @@ static void handle_post_number(struct request *r)
 	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
 		return;
 	status = store_add(worker.store, &r->caller, &key, number, &res);
-	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
 		log_unconfirmed(r, "sum_added", number, res.sum);
@@ -150,7 +150,7 @@ static void set_sum(struct request *r, int64_t value, const char *message)
 	struct store_result res;
 	enum store_status status = store_set(worker.store, &r->caller, value, &res);
 
-	ratelimit_add_headers(r, &worker.cfg, status, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (status == STORE_NOT_REPLICATED)
 		log_unconfirmed(r, "sum_set", value, res.sum);
 	if (!store_ok_or_problem(r, status, false))

@@ -79,8 +79,44 @@ static const char *rate_limit_value(char out[64], long remaining, long reset)
 	return out;
 }
 
+size_t ratelimit_key(const char *prefix, const struct caller *caller, char *out)
+{
+	char *at = out;
+
+	*at++ = '{';
+	at = stpcpy(at, prefix);
+	at = stpcpy(at, "}:rl:");
+	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
+	return (size_t)(at - out);
+}
+
+bool ratelimit_refusal(int64_t reset_us, int64_t retry_us, struct ratelimit_budget *b)
+{
+	if (reset_us < 0 || retry_us < 0)
+		return false;
+	b->limited = true;
+	b->remaining = 0;
+	b->reset_seconds = (long)((reset_us + 999999) / 1000000);
+	b->retry_after_seconds = (long)((retry_us + 999999) / 1000000);
+	if (b->retry_after_seconds < 1)
+		b->retry_after_seconds = 1;
+	return true;
+}
+
+bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit_budget *b)
+{
+	if (remaining < -1)
+		return false;
+	/* An admitted request's budget is full again one window later. */
+	b->limited = remaining >= 0;
+	b->remaining = b->limited ? (long)remaining : 0;
+	b->reset_seconds = b->limited ? window_seconds : 0;
+	b->retry_after_seconds = 0;
+	return true;
+}
+
 void ratelimit_add_headers(struct request *r, const struct config *cfg, enum store_status status,
-                           const struct store_result *res)
+                           const struct ratelimit_budget *res)
 {
 	/* The policy only changes with the configuration: formatted once, not per request. */
 	static char policy[96];

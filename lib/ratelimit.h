@@ -2,17 +2,42 @@
 #define ABACUS_RATELIMIT_H
 
 /*
- * Rate limiting (SPEC section 5).  The limiter itself (GCRA on Redis's clock)
- * runs inside the store's Lua script, in the same round trip as the operation
- * it guards; this module decides whose budget a request spends and renders the
- * IETF RateLimit headers.
+ * Rate limiting (SPEC section 5).  The limiter is this module's: its
+ * algorithm (a sliding-window log on Redis's clock, lib/lua/limiter_budget.lua
+ * and limiter_admit.lua, pasted into each of the store's scripts so that it
+ * runs in the same round trip as the operation it guards; lib/lua/README.md),
+ * its key, the decoding of its verdict, whose budget a request spends, and
+ * the IETF RateLimit headers.
  */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "http.h"
-#include "store.h"
+#include "store_status.h"
+
+/* The limiter's verdict on one request. */
+struct ratelimit_budget {
+	bool limited;           /* the limiter ran: the fields below are valid */
+	long remaining;         /* requests left in the budget after this one */
+	long reset_seconds;     /* until the budget is full again */
+	long retry_after_seconds; /* for a refusal: until one request passes */
+};
+
+#define RATELIMIT_KEY_MAX (CONFIG_PREFIX_MAX + 2 + 4 + sizeof(((struct caller *)0)->limit_id))
+
+/* "{prefix}:rl:<identity>" into out (RATELIMIT_KEY_MAX bytes); returns its length. */
+size_t ratelimit_key(const char *prefix, const struct caller *caller, char *out);
+
+/*
+ * The verdict from the script's reply: a refusal ("limited <reset_us>
+ * <retry_us>": refused true) or the budget left after an admitted request
+ * (-1: the limiter is off).  False when the numbers make no sense.
+ */
+bool ratelimit_refusal(int64_t reset_us, int64_t retry_us, struct ratelimit_budget *b);
+bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit_budget *b);
 
 /*
  * Sets r->caller.limit_id: the API key id when there is one, else the client
@@ -27,6 +52,6 @@ void ratelimit_identify(struct request *r, const struct config *cfg);
  * when the limiter ran for this request.
  */
 void ratelimit_add_headers(struct request *r, const struct config *cfg, enum store_status status,
-                           const struct store_result *res);
+                           const struct ratelimit_budget *budget);
 
 #endif

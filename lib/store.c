@@ -227,25 +227,17 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 	}
 
 	if (status == STORE_RATE_LIMITED) {
-		if (!next_int(&at, end, &a) || !next_int(&at, end, &b) || a < 0 || b < 0) {
+		if (!next_int(&at, end, &a) || !next_int(&at, end, &b) || !ratelimit_refusal(a, b, &res->budget)) {
 			transport_log_error(op, "unexpected reply");
 			return STORE_UNAVAILABLE;
 		}
-		res->limited = true;
-		res->remaining = 0;
-		res->reset_seconds = (long)((a + 999999) / 1000000);
-		res->retry_after_seconds = (long)((b + 999999) / 1000000);
-		if (res->retry_after_seconds < 1)
-			res->retry_after_seconds = 1;
 		return status;
 	}
-	if (!next_int(&at, end, &a) || a < -1) {
+	if (!next_int(&at, end, &a) ||
+	    !ratelimit_admitted(a, store->opt.rate_limit_window_seconds, &res->budget)) {
 		transport_log_error(op, "unexpected reply");
 		return STORE_UNAVAILABLE;
 	}
-	res->limited = a >= 0;
-	res->remaining = res->limited ? (long)a : 0;
-	res->reset_seconds = res->limited ? store->opt.rate_limit_window_seconds : 0;
 	/* The sum is the rest of the reply: a corrupt one, even with spaces, is not an integer. */
 	if ((status == STORE_OK || status == STORE_REPLAYED) &&
 	    !store_parse_int64(at, (size_t)(end - at), &res->sum))
@@ -301,22 +293,10 @@ static char *put_hash_tag(const struct store *store, char *out)
 	return out;
 }
 
-/* "{prefix}:rl:<identity>" (the prefix and the identity are bounded well below KEY_MAX). */
-static size_t limit_key(const struct store *store, const struct caller *caller, char *out)
-{
-	char *at = out;
-
-	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->limit_id) + 8 <= KEY_MAX, "limit key fits");
-	at = put_hash_tag(store, at);
-	at = stpcpy(at, ":rl:");
-	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
-	return (size_t)(at - out);
-}
-
 enum store_status store_get(struct store *store, const struct caller *caller,
                             struct store_result *res)
 {
-	char rl[KEY_MAX];
+	char rl[RATELIMIT_KEY_MAX];
 	const char *argv[5];
 	size_t argvlen[5];
 	struct script_call call = { .id = SCRIPT_GET, .argc = 5, .nkeys = 2, .argv = argv,
@@ -326,7 +306,7 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	argv[3] = store->sum_key;
 	argvlen[3] = strlen(store->sum_key);
 	argv[4] = rl;
-	argvlen[4] = limit_key(store, caller, rl);
+	argvlen[4] = ratelimit_key(store->prefix, caller, rl);
 	return finish(call_run(&store->tr, &call), store, &call, res, "get");
 }
 
@@ -379,7 +359,7 @@ static size_t op_key(const struct store *store, const char *token, char *out)
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
-	char rl[KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX], token[TOKEN_LEN + 1];
+	char rl[RATELIMIT_KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX], token[TOKEN_LEN + 1];
 	char resend[2] = "0";
 	const char *argv[10];
 	size_t argvlen[10];
@@ -395,7 +375,7 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 	argv[4] = idem;
 	argvlen[4] = key->len > 0 ? idem_key_name(store, caller, key, idem) : op_key(store, token, idem);
 	argv[5] = rl;
-	argvlen[5] = limit_key(store, caller, rl);
+	argvlen[5] = ratelimit_key(store->prefix, caller, rl);
 	argv[6] = d;
 	argvlen[6] = decimal_format(d, delta);
 	argv[7] = key->len > 0 ? "1" : "0";
@@ -408,7 +388,7 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
                             struct store_result *res)
 {
-	char rl[KEY_MAX], op[KEY_MAX], v[24], token[TOKEN_LEN + 1];
+	char rl[RATELIMIT_KEY_MAX], op[KEY_MAX], v[24], token[TOKEN_LEN + 1];
 	char resend[2] = "0";
 	const char *argv[9];
 	size_t argvlen[9];
@@ -425,7 +405,7 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	argv[4] = op;
 	argvlen[4] = op_key(store, token, op);
 	argv[5] = rl;
-	argvlen[5] = limit_key(store, caller, rl);
+	argvlen[5] = ratelimit_key(store->prefix, caller, rl);
 	argv[6] = v;
 	argvlen[6] = strlen(v);
 	argv[8] = resend;

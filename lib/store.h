@@ -34,6 +34,7 @@
 #include "config.h"
 #include "http.h"
 #include "idem.h"
+#include "ratelimit.h"
 #include "store_status.h"
 
 struct store;
@@ -42,10 +43,7 @@ struct store;
 struct store_result {
 	int64_t sum;            /* the sum after (or, for a replay, at) the operation */
 	bool replayed;          /* a replay (also when the status is STORE_NOT_REPLICATED) */
-	bool limited;           /* the rate limiter ran: the fields below are valid */
-	long remaining;         /* requests left in the budget after this one */
-	long reset_seconds;     /* until the budget is full again */
-	long retry_after_seconds; /* for STORE_RATE_LIMITED: until one request passes */
+	struct ratelimit_budget budget; /* the limiter's verdict (budget.limited: it ran) */
 };
 
 /* Options copied at store_new(). */

@@ -79,8 +79,8 @@ START_TEST(test_ratelimit_headers)
 {
 	const char *env[] = { NULL };
 	struct request r;
-	struct store_result res = { .limited = true, .remaining = 7, .reset_seconds = 39,
-	                            .retry_after_seconds = 3 };
+	struct ratelimit_budget res = { .limited = true, .remaining = 7, .reset_seconds = 39,
+	                                .retry_after_seconds = 3 };
 
 	http_request_init(&r, (char *const *)env, NULL, NULL);
 	ratelimit_add_headers(&r, &cfg, STORE_OK, &res);
@@ -96,6 +96,31 @@ START_TEST(test_ratelimit_headers)
 }
 END_TEST
 
+/* The limiter's key and the decoding of its verdict (the script's reply words). */
+START_TEST(test_ratelimit_key_and_verdicts)
+{
+	struct caller who = { .key_id = "1a2b3c4d", .limit_id = "k:1a2b3c4d" };
+	struct caller nobody = { .key_id = "", .limit_id = "" };
+	struct ratelimit_budget b;
+	char key[RATELIMIT_KEY_MAX];
+
+	ck_assert_int_eq(ratelimit_key("abacus", &who, key), strlen("{abacus}:rl:k:1a2b3c4d"));
+	ck_assert_str_eq(key, "{abacus}:rl:k:1a2b3c4d");
+	ratelimit_key("p", &nobody, key);
+	ck_assert_str_eq(key, "{p}:rl:-");
+	ck_assert(ratelimit_refusal(59000001, 1, &b));
+	ck_assert(b.limited && b.remaining == 0 && b.reset_seconds == 60 && b.retry_after_seconds == 1);
+	ck_assert(ratelimit_refusal(0, 0, &b));
+	ck_assert_int_eq(b.retry_after_seconds, 1);       /* never "retry after 0 s" */
+	ck_assert(!ratelimit_refusal(-1, 5, &b));
+	ck_assert(ratelimit_admitted(7, 60, &b));
+	ck_assert(b.limited && b.remaining == 7 && b.reset_seconds == 60);
+	ck_assert(ratelimit_admitted(-1, 60, &b));
+	ck_assert(!b.limited && b.remaining == 0 && b.reset_seconds == 0);
+	ck_assert(!ratelimit_admitted(-2, 60, &b));
+}
+END_TEST
+
 static Suite *ratelimit_suite(void)
 {
 	Suite *s = suite_create("ratelimit");
@@ -106,6 +131,7 @@ static Suite *ratelimit_suite(void)
 	tcase_add_checked_fixture(core, setup, NULL);
 	tcase_add_checked_fixture(limits, setup, NULL);
 	tcase_add_checked_fixture(errors, setup, NULL);
+	tcase_add_test(core, test_ratelimit_key_and_verdicts);
 	tcase_add_test(core, test_ratelimit_identity_is_key_id_when_authenticated);
 	tcase_add_test(core, test_ratelimit_identity_is_peer_without_auth);
 	tcase_add_test(core, test_ratelimit_headers);

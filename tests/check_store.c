@@ -233,17 +233,17 @@ START_TEST(test_store_rate_limit_refuses_without_effect)
 	struct idem_key k = key("limited");
 
 	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
-	ck_assert(res.limited);
-	ck_assert_int_eq(res.remaining, 2);
-	ck_assert_int_eq(res.reset_seconds, 60);
+	ck_assert(res.budget.limited);
+	ck_assert_int_eq(res.budget.remaining, 2);
+	ck_assert_int_eq(res.budget.reset_seconds, 60);
 	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
-	ck_assert_int_eq(res.remaining, 1);
+	ck_assert_int_eq(res.budget.remaining, 1);
 	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
-	ck_assert_int_eq(res.remaining, 0);
+	ck_assert_int_eq(res.budget.remaining, 0);
 	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_RATE_LIMITED);
-	ck_assert_int_ge(res.retry_after_seconds, 59);
-	ck_assert_int_le(res.retry_after_seconds, 60);
-	ck_assert_int_eq(res.remaining, 0);
+	ck_assert_int_ge(res.budget.retry_after_seconds, 59);
+	ck_assert_int_le(res.budget.retry_after_seconds, 60);
+	ck_assert_int_eq(res.budget.remaining, 0);
 	/* Bob has his own budget; the refused key was not recorded. */
 	ck_assert_int_eq(store_get(s, &bob, &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 3);
@@ -329,7 +329,7 @@ START_TEST(test_store_rate_limit_counts_a_repeated_microsecond)
 		before = redis_now_us(c);
 		for (int i = 0; i < 3; i++) {
 			ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
-			ck_assert_int_eq(res.remaining, 1000000000 - SPAN_US - i - 1);
+			ck_assert_int_eq(res.budget.remaining, 1000000000 - SPAN_US - i - 1);
 		}
 		after = redis_now_us(c);
 		if (before >= start && after < start + SPAN_US)
@@ -364,12 +364,12 @@ START_TEST(test_store_two_configurations_share_one_redis)
 	struct idem_key none = { NULL, 0 };
 
 	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_OK);
-	ck_assert_int_eq(res.remaining, 1);
+	ck_assert_int_eq(res.budget.remaining, 1);
 	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
-	ck_assert_int_eq(res.remaining, 3);      /* the same log: two admissions in it */
+	ck_assert_int_eq(res.budget.remaining, 3);      /* the same log: two admissions in it */
 	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_RATE_LIMITED);
 	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
-	ck_assert_int_eq(res.remaining, 2);
+	ck_assert_int_eq(res.budget.remaining, 2);
 	ck_assert_int_eq(res.sum, 3);
 	store_free(two);
 	store_free(five);
@@ -382,7 +382,7 @@ START_TEST(test_store_disabled_limit_reports_nothing)
 	struct store_result res;
 
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
-	ck_assert(!res.limited);
+	ck_assert(!res.budget.limited);
 	store_free(s);
 }
 END_TEST
