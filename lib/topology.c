@@ -1,10 +1,12 @@
 #include "topology.h"
 
-#include "transport.h"
-
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "decimal.h"
+#include "transport.h"
 
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis Cluster uses. */
 static unsigned crc16(const char *buf, size_t len)
@@ -34,25 +36,32 @@ unsigned topology_key_slot(const char *key, size_t len)
 	return crc16(key, len) & (TOPOLOGY_SLOTS - 1);
 }
 
+/* A TCP port in canonical decimal (lib/decimal's parser), 1-65535. */
+static bool parse_port(const char *text, size_t len, int *port)
+{
+	int64_t v;
+
+	if (decimal_parse_int64(text, len, DECIMAL_REFUSE_MINUS_ZERO, &v) != DECIMAL_OK || v < 1 || v > 65535)
+		return false;
+	*port = (int)v;
+	return true;
+}
+
 /* Parses "host:port" (host may be empty or an unbracketed IPv6 address). */
 static bool parse_endpoint(const char *text, struct redis_node *node)
 {
 	const char *colon = strrchr(text, ':');
 	size_t host_len;
-	char *end;
-	long port;
 
 	if (colon == NULL)
 		return false;
 	host_len = (size_t)(colon - text);
 	if (host_len >= sizeof(node->host))
 		return false;
-	port = strtol(colon + 1, &end, 10);
-	if (end == colon + 1 || (*end != '\0' && *end != ' ') || port < 1 || port > 65535)
+	if (!parse_port(colon + 1, strcspn(colon + 1, " "), &node->port))
 		return false;
 	memcpy(node->host, text, host_len);
 	node->host[host_len] = '\0';
-	node->port = (int)port;
 	return true;
 }
 
@@ -132,8 +141,6 @@ bool topology_slot_owner(const redisReply *slots, unsigned slot, const char *ask
 bool topology_master_addr(const redisReply *reply, struct redis_node *out)
 {
 	const redisReply *host, *port;
-	char *end;
-	long p;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
 		return false;
@@ -142,11 +149,9 @@ bool topology_master_addr(const redisReply *reply, struct redis_node *out)
 	if (host->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_STRING ||
 	    host->len == 0 || host->len >= sizeof(out->host))
 		return false;
-	p = strtol(port->str, &end, 10);
-	if (end == port->str || *end != '\0' || p < 1 || p > 65535)
+	if (!parse_port(port->str, port->len, &out->port))
 		return false;
 	memcpy(out->host, host->str, host->len + 1);
-	out->port = (int)p;
 	return true;
 }
 
