@@ -356,60 +356,74 @@ static size_t op_key(const struct store *store, const char *token, char *out)
 	return (size_t)(at - out);
 }
 
+/* One change's arguments (10 at most: add's). */
+struct change {
+	const char *argv[10];
+	size_t argvlen[10];
+	char rl[RATELIMIT_KEY_MAX];
+	char record[KEY_MAX];           /* the idempotency record, or the op key */
+	char number[DECIMAL_MAX];
+	char token[TOKEN_LEN + 1];
+	char resend[2];                 /* "0"; call_run makes it "1" on a resend */
+};
+
+static void put_arg(struct script_call *call, int i, const char *text, size_t len)
+{
+	call->argv[i] = text;
+	call->argvlen[i] = len;
+}
+
+/*
+ * The call of a change: KEYS sum, (record: the caller's), rl; a fresh
+ * attempt token and the resend flag at the ARGV positions given.
+ */
+static void start_change(struct store *store, const struct caller *caller, struct change *ch,
+                         struct script_call *call, enum script_id id, int argc, int token_at)
+{
+	memset(call, 0, sizeof(*call));
+	call->id = id;
+	call->argc = argc;
+	call->nkeys = 3;
+	/* cppcheck-suppress ctuuninitvar ; the arrays' addresses, filled below and by the caller */
+	call->argv = ch->argv;
+	call->argvlen = ch->argvlen;
+	call->changes = true;
+	call->wait = store->opt.min_replicas > 0;
+	put_arg(call, 3, store->sum_key, strlen(store->sum_key));
+	put_arg(call, 5, ch->rl, ratelimit_key(store->prefix, caller, ch->rl));
+	put_arg(call, token_at, ch->token, next_token(store, ch->token));
+	strcpy(ch->resend, "0");
+	call->resend_arg = token_at + 1;
+	put_arg(call, call->resend_arg, ch->resend, 1);
+}
+
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, struct store_result *res)
 {
-	char rl[RATELIMIT_KEY_MAX], idem[KEY_MAX], d[DECIMAL_MAX], token[TOKEN_LEN + 1];
-	char resend[2] = "0";
-	const char *argv[10];
-	size_t argvlen[10];
-	struct script_call call = { .id = SCRIPT_ADD, .argc = 10, .nkeys = 3, .argv = argv,
-	                            .argvlen = argvlen, .resend_arg = 9, .changes = true,
-	                            .wait = store->opt.min_replicas > 0 };
+	struct script_call call;
+	struct change ch;
 
 	memset(res, 0, sizeof(*res));
-	argvlen[8] = next_token(store, token);
-	argv[8] = token;
-	argv[3] = store->sum_key;
-	argvlen[3] = strlen(store->sum_key);
-	argv[4] = idem;
-	argvlen[4] = key->len > 0 ? idem_key_name(store, caller, key, idem) : op_key(store, token, idem);
-	argv[5] = rl;
-	argvlen[5] = ratelimit_key(store->prefix, caller, rl);
-	argv[6] = d;
-	argvlen[6] = decimal_format(d, delta);
-	argv[7] = key->len > 0 ? "1" : "0";
-	argvlen[7] = 1;
-	argv[9] = resend;
-	argvlen[9] = 1;
+	/* ARGV: delta, use_idem, tok, resend (lib/lua/add.lua). */
+	start_change(store, caller, &ch, &call, SCRIPT_ADD, 10, 8);
+	put_arg(&call, 4, ch.record, key->len > 0 ? idem_key_name(store, caller, key, ch.record)
+	                                          : op_key(store, ch.token, ch.record));
+	put_arg(&call, 6, ch.number, decimal_format(ch.number, delta));
+	put_arg(&call, 7, key->len > 0 ? "1" : "0", 1);
 	return finish(call_run(&store->tr, &call), store, &call, res, "add");
 }
 
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
                             struct store_result *res)
 {
-	char rl[RATELIMIT_KEY_MAX], op[KEY_MAX], v[24], token[TOKEN_LEN + 1];
-	char resend[2] = "0";
-	const char *argv[9];
-	size_t argvlen[9];
-	struct script_call call = { .id = SCRIPT_SET, .argc = 9, .nkeys = 3, .argv = argv,
-	                            .argvlen = argvlen, .resend_arg = 8, .changes = true,
-	                            .wait = store->opt.min_replicas > 0 };
+	struct script_call call;
+	struct change ch;
 
 	memset(res, 0, sizeof(*res));
-	snprintf(v, sizeof(v), "%" PRId64, value);
-	argvlen[7] = next_token(store, token);
-	argv[7] = token;
-	argv[3] = store->sum_key;
-	argvlen[3] = strlen(store->sum_key);
-	argv[4] = op;
-	argvlen[4] = op_key(store, token, op);
-	argv[5] = rl;
-	argvlen[5] = ratelimit_key(store->prefix, caller, rl);
-	argv[6] = v;
-	argvlen[6] = strlen(v);
-	argv[8] = resend;
-	argvlen[8] = 1;
+	/* ARGV: value, tok, resend (lib/lua/set.lua). */
+	start_change(store, caller, &ch, &call, SCRIPT_SET, 9, 7);
+	put_arg(&call, 4, ch.record, op_key(store, ch.token, ch.record));
+	put_arg(&call, 6, ch.number, decimal_format(ch.number, value));
 	return finish(call_run(&store->tr, &call), store, &call, res, "set");
 }
 
