@@ -8,7 +8,6 @@
  */
 
 #include <fcgiapp.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,7 +144,8 @@ static void handle_post_number(struct request *r)
 	                    res.sum, "}");
 }
 
-static void set_sum(struct request *r, int64_t value, const char *message)
+/* PUT and DELETE; head: the reply up to the new sum. */
+static void set_sum(struct request *r, int64_t value, const char *head)
 {
 	struct store_result res;
 	enum store_status status = store_set(worker.store, &r->caller, value, &res);
@@ -156,7 +156,7 @@ static void set_sum(struct request *r, int64_t value, const char *message)
 	if (!store_ok_or_problem(r, status, false))
 		return;
 	log_sum_event(r, "sum_set", value, res.sum);
-	http_reply_json(r, 200, "{\"message\":\"%s\",\"new_sum\":%" PRId64 "}", message, res.sum);
+	http_reply_json_int(r, 200, head, res.sum, "}");
 }
 
 static void handle_put_sum(struct request *r)
@@ -167,14 +167,14 @@ static void handle_put_sum(struct request *r)
 		return;
 	if (!body_int64_or_problem(r, "number", &number))
 		return;
-	set_sum(r, number, "Sum set successfully.");
+	set_sum(r, number, "{\"message\":\"Sum set successfully.\",\"new_sum\":");
 }
 
 static void handle_delete_sum(struct request *r)
 {
 	if (!caller_or_problem(r, AUTH_ADMIN))
 		return;
-	set_sum(r, 0, "Sum reset successfully.");
+	set_sum(r, 0, "{\"message\":\"Sum reset successfully.\",\"new_sum\":");
 }
 
 static void handle_healthz(struct request *r)
@@ -192,8 +192,7 @@ static void handle_readyz(struct request *r)
 	enum store_status status = store_ping(worker.store);
 
 	if (status == STORE_UNAVAILABLE) {
-		http_problem(r, PROBLEM_REDIS_UNAVAILABLE, "Redis did not answer PING in time");
-		http_add_header(r, "Retry-After", "1");
+		http_store_outcome(r, status, false);
 		return;
 	}
 	if (status == STORE_FULL) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "decimal.h"
 #include "metrics_shm.h"
 
 #define BUCKET_COUNT 15                 /* finite bounds; slot BUCKET_COUNT is +Inf */
@@ -225,12 +226,12 @@ static void render_requests(void)
 		for (int m = 0; m < HTTP_METHOD_COUNT; m++)
 			for (size_t s = 0; s < STATUS_COUNT; s++) {
 				uint64_t v = load(&ctr->requests[e][m][s]);
-				char status[8];
+				char status[DECIMAL_MAX + 1];
 
 				if (v == 0)
 					continue;
 				if (s < STATUS_COUNT - 1)
-					snprintf(status, sizeof(status), "%d", statuses[s]);
+					status[decimal_format(status, statuses[s])] = '\0';
 				else
 					snprintf(status, sizeof(status), "other");
 				emit("abacus_request_total{endpoint=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",

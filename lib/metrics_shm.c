@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decimal.h"
 #include "log.h"
 
 #define MAGIC 0x31534349524d4241ULL     /* "ABMRICS1", little-endian */
@@ -69,7 +70,7 @@ static uint64_t process_start_ticks(pid_t pid)
 	FILE *f;
 	size_t n;
 	const char *p;
-	unsigned long long ticks = 0;
+	int64_t ticks = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "r");
@@ -84,9 +85,10 @@ static uint64_t process_start_ticks(pid_t pid)
 	/* After ")": field 3 is the state; starttime is field 22. */
 	for (int field = 2; field < 22 && p != NULL; field++)
 		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1)
+	if (p == NULL || decimal_parse_int64(p + 1, strspn(p + 1, "0123456789"), DECIMAL_REFUSE_MINUS_ZERO,
+	                                     &ticks) != DECIMAL_OK || ticks < 0)
 		return 0;
-	return ticks;
+	return (uint64_t)ticks;
 }
 
 static bool process_gone(pid_t pid)

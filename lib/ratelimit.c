@@ -134,7 +134,7 @@ void ratelimit_add_headers(struct request *r, const struct config *cfg, enum sto
 	http_add_header(r, "RateLimit-Policy", policy);
 	http_add_header(r, "RateLimit", rate_limit_value(value, res->remaining, res->reset_seconds));
 	if (status == STORE_RATE_LIMITED) {
-		snprintf(value, sizeof(value), "%ld", res->retry_after_seconds);
+		value[decimal_format(value, res->retry_after_seconds)] = '\0';
 		http_add_header(r, "Retry-After", value);
 	}
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "decimal.h"
+#include "discovery.h"
 #include "metrics.h"
 #include "topology.h"
 
@@ -37,7 +38,7 @@ static bool open_connection(struct transport *tr, uint64_t deadline)
 		}
 		return true;
 	}
-	if (!topology_locate(tr, deadline, &node))
+	if (!discovery_locate(tr, deadline, &node))
 		return false;
 	tr->ctx = transport_connect_node(tr, &node, deadline);
 	if (tr->ctx == NULL)
@@ -46,7 +47,7 @@ static bool open_connection(struct transport *tr, uint64_t deadline)
 	    (strcmp(node.host, tr->node.host) != 0 || node.port != tr->node.port)) {
 		if (tr->connects > 0)
 			transport_log_node("redis_server_changed", &node,
-			               t->mode == REDIS_MODE_SENTINEL ? "sentinel" : "cluster");
+			                   t->mode == REDIS_MODE_SENTINEL ? "sentinel" : "cluster");
 		tr->node = node;
 	}
 	tr->node_known = true;
@@ -126,7 +127,7 @@ static size_t format_command(char *buf, size_t cap, int argc, const char **argv,
 static void append_script(redisContext *c, const struct transport *tr, struct script_call *call,
                           bool asking)
 {
-	char replicas[16], timeout[16];
+	char replicas[DECIMAL_MAX + 1], timeout[DECIMAL_MAX + 1];
 	char command[4096];
 	size_t len;
 
@@ -140,8 +141,8 @@ static void append_script(redisContext *c, const struct transport *tr, struct sc
 	else
 		redisAppendCommandArgv(c, call->argc, call->argv, call->argvlen);
 	if (call->wait) {
-		snprintf(replicas, sizeof(replicas), "%d", tr->min_replicas);
-		snprintf(timeout, sizeof(timeout), "%d", tr->wait_timeout_ms);
+		replicas[decimal_format(replicas, tr->min_replicas)] = '\0';
+		timeout[decimal_format(timeout, tr->wait_timeout_ms)] = '\0';
 		redisAppendCommand(c, "WAIT %s %s", replicas, timeout);
 	}
 }
@@ -421,8 +422,13 @@ static long long info_field(const char *info, const char *name)
 	size_t n = strlen(name);
 
 	for (const char *at = info; (at = strstr(at, name)) != NULL; at += n) {
-		if ((at == info || at[-1] == '\n') && at[n] == ':')
-			return strtoll(at + n + 1, NULL, 10);
+		if ((at == info || at[-1] == '\n') && at[n] == ':') {
+			const char *digits = at + n + 1;
+			int64_t v;
+
+			return decimal_parse_int64(digits, strspn(digits, "0123456789"), DECIMAL_REFUSE_MINUS_ZERO, &v) ==
+			       DECIMAL_OK ? v : -1;
+		}
 	}
 	return -1;
 }

@@ -1,8 +1,10 @@
 #include "scripts.h"
 
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "decimal.h"
 
 /* Where each line of a composed script came from (tools/lua2c writes the tables). */
 struct lua_origin {
@@ -71,8 +73,12 @@ bool scripts_source_of(enum script_id id, long line, char *out, size_t cap)
 bool scripts_source_in_error(enum script_id id, const char *error, char *out, size_t cap)
 {
 	const char *at = error != NULL ? strstr(error, "user_script:") : NULL;
+	int64_t line;
 
 	if (at == NULL)
 		return false;
-	return scripts_source_of(id, strtol(at + strlen("user_script:"), NULL, 10), out, cap);
+	at += strlen("user_script:");
+	if (decimal_parse_int64(at, strspn(at, "0123456789"), DECIMAL_REFUSE_MINUS_ZERO, &line) != DECIMAL_OK)
+		return false;
+	return scripts_source_of(id, (long)line, out, cap);
 }

@@ -4,7 +4,7 @@
 /*
  * Where the sum lives when there is more than one Redis (docs/OPERATIONS.md):
  * the pure parts of Sentinel and Cluster support, kept apart from the
- * connection handling in store.c so they can be tested byte for byte.
+ * connections (lib/transport, lib/discovery) so they can be tested byte for byte.
  *
  * - Sentinel: SENTINEL get-master-addr-by-name names the master; ROLE
  *   confirms it before any write (a sentinel can lag behind a failover).
@@ -57,14 +57,5 @@ bool topology_master_addr(const redisReply *reply, struct redis_node *out);
 
 /* From ROLE: true when the server says it is a master. */
 bool topology_is_master(const redisReply *role);
-
-struct transport;
-
-/*
- * Where to connect, within deadline: the master the sentinels name, the
- * cluster node that holds the slot (asked of the seeds unless known), or the
- * one server of REDIS_URL.  False: nobody could say.
- */
-bool topology_locate(struct transport *tr, uint64_t deadline, struct redis_node *out);
 
 #endif

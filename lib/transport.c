@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "decimal.h"
 #include "log.h"
 #include "resolve.h"
 #include "topology.h"
@@ -87,7 +88,7 @@ static int next_backoff(int backoff_ms, int cap)
  * up to half of it ("equal jitter"): after a Redis restart the workers of
  * every front end spread their attempts instead of retrying in step.  The
  * step doubles with each failure and is reset only by a command that Redis
- * answered (command_answered), not by a connection that opened: a server
+ * answered (transport_answered), not by a connection that opened: a server
  * that accepts connections but answers nothing must not be hammered.
  */
 static void schedule_retry(struct transport *tr)
@@ -175,7 +176,7 @@ bool transport_set_timeout(struct transport *tr, uint64_t deadline)
 
 /* Opens a TCP connection to node within the connect timeout and deadline; NULL on failure. */
 redisContext *transport_connect_node(const struct transport *tr, const struct redis_node *node,
-                                  uint64_t deadline)
+                                     uint64_t deadline)
 {
 	int ms = transport_ms_left(deadline, tr->connect_timeout_ms);
 	char addr[RESOLVE_ADDR_MAX];
@@ -226,8 +227,8 @@ void transport_append_auth(redisContext *c, const char *user, const char *passwo
  * connections to sentinels and cluster seeds.
  */
 redisReply *transport_query_node(const struct transport *tr, const struct redis_node *node,
-                              const char *user, const char *password, bool has_password,
-                              uint64_t deadline, int argc, const char **argv)
+                                 const char *user, const char *password, bool has_password,
+                                 uint64_t deadline, int argc, const char **argv)
 {
 	redisContext *c = transport_connect_node(tr, node, deadline);
 	redisReply *reply = NULL;
@@ -295,13 +296,13 @@ static int queue_setup(struct transport *tr, enum setup_step *steps)
 	const struct redis_target *t = &tr->target;
 	redisContext *c = tr->ctx;
 	int sent = 0;
-	char db[16];
+	char db[DECIMAL_MAX + 1];
 
 	transport_append_auth(c, t->user, t->password, t->has_password);
 	if (t->has_password)
 		steps[sent++] = STEP_AUTH;
 	if (t->mode != REDIS_MODE_CLUSTER) {
-		snprintf(db, sizeof(db), "%d", t->db);
+		db[decimal_format(db, t->db)] = '\0';
 		redisAppendCommand(c, "SELECT %s", db);
 		steps[sent++] = STEP_SELECT;
 	}
@@ -320,6 +321,24 @@ static int queue_setup(struct transport *tr, enum setup_step *steps)
 	return sent;
 }
 
+/* A refused setup step; a script that does not compile is named by its Lua file and line. */
+static void log_setup_error(enum setup_step step, int script, const char *error)
+{
+	char source[256];
+	struct log_line l;
+
+	if (step != STEP_SCRIPT || !scripts_source_in_error((enum script_id)script, error, source, sizeof(source))) {
+		transport_log_error(step == STEP_SCRIPT ? "script_load" : "auth/select/role", error);
+		return;
+	}
+	if (log_begin(&l, LOG_LEVEL_ERROR, "redis_error", NULL)) {
+		log_str(&l, "operation", "script_load");
+		log_str(&l, "error", error);
+		log_str(&l, "source", source);
+		log_end(&l);
+	}
+}
+
 /* Checks one setup reply (the script-th SCRIPT LOAD records its SHA); false: the setup failed. */
 static bool check_setup_reply(struct transport *tr, enum setup_step step, int script, const redisReply *reply)
 {
@@ -327,7 +346,7 @@ static bool check_setup_reply(struct transport *tr, enum setup_step step, int sc
 		check_eviction_policy(reply);
 		tr->policy_checked = true;
 	} else if (reply->type == REDIS_REPLY_ERROR) {
-		transport_log_error(step == STEP_SCRIPT ? "script_load" : "auth/select/role", reply->str);
+		log_setup_error(step, script, reply->str);
 		return false;
 	} else if (step == STEP_ROLE && !topology_is_master(reply)) {
 		transport_log_error("role", "the sentinels' master is not (or no longer) a master");

@@ -187,7 +187,7 @@ RL='{abacus}:rl:k:'"$(printf '%s' "$K1" | sha256sum | cut -c1-8)"
 # 400 GETs over 2.5 s or more; after each, the set and its PTTL are read in one
 # MULTI, and what it holds is judged by its own times (Redis's clock), not by
 # how fast this ran.  An admission whose microsecond is a multiple of 16
-# removes the entries a window older than itself (lib/store.c): none of those
+# removes the entries a window older than itself (lib/lua/limiter_admit.lua): none of those
 # may be left.  Prints "stale trims badttl": entries left that such an
 # admission had removed; snapshots in which one had something to remove (a
 # window after the first admission); snapshots with a PTTL not in (0, 1000].

@@ -35,7 +35,7 @@ BOUND_S=2.7
 # concurrent POSTs until each worker has answered one; sequential requests all
 # reach the same idle worker and would prove nothing).  A worker still in its
 # reconnect backoff answers 503 at once (SPEC 6); the backoff is capped at 1 s
-# (lib/store.c), so it waits that long first: Redis answered before this.
+# (lib/transport.c), so it waits that long first: Redis answered before this.
 # Adds what was added to SUM.
 all_workers_add() {
   sleep 1

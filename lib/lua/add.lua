@@ -2,8 +2,8 @@
 -- KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
 -- ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
 -- The record is "<delta> <sum after> <tok>"; a replay returns that sum, a
--- resend that finds its own token answers ok before the limiter (lib/store.c,
--- "Resends").  The sum never passes through a Lua number (SPEC 3).
+-- resend that finds its own token answers ok before the limiter (lib/store.h:
+-- resends).  The sum never passes through a Lua number (SPEC 3).
 local use_idem = ARGV[2] == '1'
 local rec = (use_idem or ARGV[4] == '1') and redis.call('GET', KEYS[2])
 local sp = rec and string.find(rec, ' ', 1, true)
