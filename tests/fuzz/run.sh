@@ -13,7 +13,8 @@ for t in "$@"; do
   cp -n tests/fuzz/corpus/"$t"/* "$work"/ 2>/dev/null
   if build/fuzz/fuzz_"$t" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 \
        -artifact_prefix=build/fuzz/ "$work" >build/fuzz/"$t".log 2>&1; then
-    echo "fuzz_$t: ok, $(grep -oE '#[0-9]+' build/fuzz/"$t".log | tail -n 1 | tr -d '#') runs in ${seconds}s, corpus $(ls "$work" | wc -l)"
+    # libFuzzer's last line: "Done N runs in S second(s)" (a "#N" elsewhere may be a dictionary entry).
+    echo "fuzz_$t: ok, $(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' build/fuzz/"$t".log | tail -n 1) runs in ${seconds}s, corpus $(ls "$work" | wc -l)"
   else
     echo "fuzz_$t: FAILED"; tail -n 30 build/fuzz/"$t".log; fails=$((fails + 1))
   fi
