@@ -2,12 +2,14 @@
 # everything under ASan+UBSan, `make run` starts the local stack.
 
 CC       ?= cc
-PKGS     := hiredis nettle
+PKGS     := hiredis
 WARNINGS := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow \
             -Wpointer-arith -Wformat=2
 GEN      := build/gen
 CPPFLAGS += -D_GNU_SOURCE -Ilib -I$(GEN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrt -pthread
+# nettle linked statically: only its SHA-256 is used, and the shared library
+# would map ~300 KiB into every worker (docs/BENCHMARKS.md, RSS).
+LDLIBS   += -lfcgi $(shell pkg-config --libs $(PKGS) 2>/dev/null) -Wl,-Bstatic -lnettle -Wl,-Bdynamic -lrt -pthread
 
 RELEASE_CFLAGS := -O2 -g $(WARNINGS)
 TEST_CFLAGS    := -O1 -g $(WARNINGS) -Werror -fsanitize=address,undefined \
