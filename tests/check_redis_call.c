@@ -11,25 +11,9 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "check_transport_init.h"
 
 static int redis_port;
-
-static void init(struct transport *tr, int port)
-{
-	struct script_settings settings = { .rate_limit_requests = 0, .rate_limit_window_seconds = 60,
-	                                    .idempotency_ttl_seconds = 60, .request_deadline_ms = 1500 };
-
-	memset(tr, 0, sizeof(*tr));
-	tr->target.mode = REDIS_MODE_SINGLE;
-	tr->target.transport = REDIS_TRANSPORT_TCP;
-	strcpy(tr->target.host, "127.0.0.1");
-	tr->target.port = port;
-	tr->connect_timeout_ms = 500;
-	tr->command_timeout_ms = 1000;
-	tr->jitter_state = 1;
-	for (int i = 0; i < SCRIPT_COUNT; i++)
-		ck_assert(scripts_format((enum script_id)i, &settings, tr->script[i], sizeof(tr->script[i])));
-}
 
 /* The GET script on the keys "crc-sum" and "crc-rl" (limiter off). */
 static redisReply *run_get(struct transport *tr, struct script_call *call)
