@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -146,18 +147,33 @@ static const char *format_second(time_t sec)
 	return cached;
 }
 
-/* This process's pid in decimal, formatted once (a worker never forks). */
-static const char *own_pid(void)
-{
-	static char text[DECIMAL_MAX + 1];
-	static pid_t formatted_for;
-	pid_t pid = getpid();
+/*
+ * This process's pid in decimal, formatted once: getpid() is a system call
+ * (glibc no longer caches it), and a worker logs on the request path.  A
+ * fork (Check runs each test in one) formats it again in the child.
+ */
+static char pid_text[DECIMAL_MAX + 1];
+static size_t pid_len;
 
-	if (pid != formatted_for) {
-		text[decimal_format(text, pid)] = '\0';
-		formatted_for = pid;
+static void forget_pid(void)
+{
+	pid_len = 0;
+}
+
+static void own_pid(const char **text, size_t *len)
+{
+	if (pid_len == 0) {
+		static bool registered;
+
+		if (!registered) {
+			pthread_atfork(NULL, NULL, forget_pid);
+			registered = true;
+		}
+		pid_len = decimal_format(pid_text, getpid());
+		pid_text[pid_len] = '\0';
 	}
-	return text;
+	*text = pid_text;
+	*len = pid_len;
 }
 
 bool log_begin(struct log_line *line, enum log_level level, const char *event,
@@ -166,6 +182,8 @@ bool log_begin(struct log_line *line, enum log_level level, const char *event,
 	struct timeval tv;
 	const char *second;
 	const char *level_name = log_level_name(level);
+	const char *pid;
+	size_t pid_n;
 	char ms[5];
 
 	if (level < min_level)
@@ -199,7 +217,8 @@ bool log_begin(struct log_line *line, enum log_level level, const char *event,
 	}
 	/* Which worker wrote it: several share one error log. */
 	append(line, ",\"pid\":", 7);
-	append(line, own_pid(), strlen(own_pid()));
+	own_pid(&pid, &pid_n);
+	append(line, pid, pid_n);
 	return true;
 }
 

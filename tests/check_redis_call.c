@@ -96,13 +96,8 @@ static Suite *redis_call_suite(void)
 	Suite *s = suite_create("redis_call");
 	TCase *core = tcase_create("core");
 	TCase *errors = tcase_create("errors");
-	const char *port = getenv("ABACUS_TEST_REDIS_PORT");
 
-	redis_port = port != NULL ? atoi(port) : 0;
-	if (redis_port <= 0) {
-		fprintf(stderr, "check_redis_call: set ABACUS_TEST_REDIS_PORT (tests/run-unit.sh does)\n");
-		exit(EXIT_FAILURE);
-	}
+	redis_port = test_redis_port("check_redis_call");
 	tcase_add_test(core, test_call_runs_and_reloads_after_noscript);
 	tcase_add_test(core, test_call_ping_sees_a_full_redis);
 	tcase_add_test(errors, test_call_unreachable_is_null_and_not_applied);

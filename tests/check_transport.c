@@ -85,13 +85,8 @@ static Suite *transport_suite(void)
 	Suite *s = suite_create("transport");
 	TCase *core = tcase_create("core");
 	TCase *errors = tcase_create("errors");
-	const char *port = getenv("ABACUS_TEST_REDIS_PORT");
 
-	redis_port = port != NULL ? atoi(port) : 0;
-	if (redis_port <= 0) {
-		fprintf(stderr, "check_transport: set ABACUS_TEST_REDIS_PORT (tests/run-unit.sh does)\n");
-		exit(EXIT_FAILURE);
-	}
+	redis_port = test_redis_port("check_transport");
 	tcase_add_test(core, test_transport_backoff_doubles_with_jitter_and_resets_on_an_answer);
 	tcase_add_test(core, test_transport_ms_left_is_capped_and_ends);
 	tcase_add_test(core, test_transport_connects_and_loads_the_scripts);

@@ -3,6 +3,8 @@
 #define CHECK_TRANSPORT_INIT_H
 
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "transport.h"
@@ -22,6 +24,19 @@ static void init(struct transport *tr, int port)
 	tr->jitter_state = 12345;
 	for (int i = 0; i < SCRIPT_COUNT; i++)
 		ck_assert(scripts_format((enum script_id)i, &settings, tr->script[i], sizeof(tr->script[i])));
+}
+
+/* The test Redis's port (tests/run-unit.sh sets it); exits when it is missing. */
+static int test_redis_port(const char *suite)
+{
+	const char *port = getenv("ABACUS_TEST_REDIS_PORT");
+	int p = port != NULL ? atoi(port) : 0;
+
+	if (p <= 0) {
+		fprintf(stderr, "%s: set ABACUS_TEST_REDIS_PORT (tests/run-unit.sh does)\n", suite);
+		exit(EXIT_FAILURE);
+	}
+	return p;
 }
 
 #endif
