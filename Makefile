@@ -23,7 +23,7 @@ REL      := build/release
 TST      := build/test
 LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua
 
-.PHONY: all test unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
+.PHONY: all test test-containers unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:
 all: $(REL)/abacus.fcgi tools/abacus-load
 
@@ -122,6 +122,12 @@ test: test-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+
+# docker/Dockerfile and docker-compose.yml built and run for real (podman here,
+# or CONTAINER_ENGINE=docker); .ci/run calls it after `make test`.
+test-containers: deps all
+	@tools/deps.sh containers
+	@tests/containers/run.sh
 
 run: deps all
 	@tools/abacus-stack run

@@ -125,9 +125,9 @@ def env(name):
     return e if isinstance(e, dict) else dict(x.split("=", 1) for x in e)
 checks = {
     "services": sorted(s) == ["app", "app1", "app2", "lb", "redis"],
-    "app1 port": s["app1"]["ports"] == ["8001:8080"],
-    "app2 port": s["app2"]["ports"] == ["8002:8080"],
-    "lb port": s["lb"]["ports"] == ["8000:8080"],
+    "app1 port": s["app1"]["ports"] == ["${ABACUS_APP1_PORT:-8001}:8000"],
+    "app2 port": s["app2"]["ports"] == ["${ABACUS_APP2_PORT:-8002}:8000"],
+    "lb port": s["lb"]["ports"] == ["${ABACUS_LB_PORT:-8000}:8000"],
     "scale profile": s["app"].get("profiles") == ["scale"] and s["lb"].get("profiles") == ["scale"],
     "app has no host port (it scales)": "ports" not in s["app"],
     "redis AOF and noeviction": "--appendonly" in s["redis"]["command"] and "noeviction" in s["redis"]["command"],
@@ -138,7 +138,7 @@ for name in ("redis", "app1", "app2", "app"):
 for name in ("app1", "app2", "app"):
     e = env(name)
     checks[name + " env"] = (e.get("REDIS_URL") == "redis://redis:6379/0" and e.get("ABACUS_AUTH_ENABLED") == "true"
-        and e.get("ABACUS_API_KEYS") == "local-dev-key" and str(e.get("ABACUS_RATE_LIMIT_REQUESTS")) == "600")
+        and e.get("ABACUS_API_KEYS") == "local-dev-key" and str(e.get("ABACUS_RATE_LIMIT_REQUESTS")) == "${ABACUS_RATE_LIMIT_REQUESTS:-600}")
     checks[name + " waits for a healthy redis"] = s[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     checks[name + " builds docker/Dockerfile"] = s[name]["build"]["dockerfile"] == "docker/Dockerfile"
     checks[name + " healthcheck uses the entrypoint"] = "healthcheck" in s[name]["healthcheck"]["test"]
@@ -155,7 +155,7 @@ check "Dockerfile: runs as a non-root user" "USER abacus" "$(grep '^USER' "$df")
 check_match "Dockerfile: HEALTHCHECK on /readyz through the entrypoint" 'HEALTHCHECK.*abacus-entrypoint", "healthcheck"' "$(tr -d '\\\n' <"$df")"
 check "Dockerfile: the runtime stage installs no compiler" "" "$(sed -n '/^FROM debian:bookworm-slim$/,$p' "$df" | grep -E 'build-essential|-dev\b')"
 check_match "Dockerfile: one entrypoint" 'ENTRYPOINT \["/usr/local/bin/abacus-entrypoint"\]' "$(cat "$df")"
-check "nginx-lb.conf parses" 0 "$(sed 's/server app:8080/server 127.0.0.1:1/' "$ROOT/docker/nginx-lb.conf" >"$TMP/lb.conf"; nginx -t -q -c "$TMP/lb.conf" -p "$TMP" -e "$TMP/lb-error.log" 2>/dev/null; echo $?)"
+check "nginx-lb.conf parses" 0 "$(sed 's/server app:8000/server 127.0.0.1:1/' "$ROOT/docker/nginx-lb.conf" >"$TMP/lb.conf"; nginx -t -q -c "$TMP/lb.conf" -p "$TMP" -e "$TMP/lb-error.log" 2>/dev/null; echo $?)"
 
 # ---- docs/openapi.yaml through a real validator ----
 # Installed by the dependency step (tools/deps.sh test), never here: no suite

@@ -53,9 +53,12 @@ cleanup() {
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; fi
 }
 
+# VERBOSE=1: passing checks are printed too ("ok   NAME").
+passed() { PASSED=$((PASSED + 1)); [ -z "${VERBOSE:-}" ] || echo "ok   $1"; }
+
 check() { # check NAME EXPECTED ACTUAL
   if [ "$2" == "$3" ]; then
-    PASSED=$((PASSED + 1))
+    passed "$1"
   else
     FAILED=$((FAILED + 1))
     printf 'FAIL %s: expected [%s], got [%s]\n' "$1" "$2" "${3:0:400}"
@@ -64,7 +67,7 @@ check() { # check NAME EXPECTED ACTUAL
 
 check_match() { # check_match NAME REGEX ACTUAL
   if [[ $3 =~ $2 ]]; then
-    PASSED=$((PASSED + 1))
+    passed "$1"
   else
     FAILED=$((FAILED + 1))
     printf 'FAIL %s: [%s] does not match /%s/\n' "$1" "${3:0:400}" "$2"
@@ -73,7 +76,7 @@ check_match() { # check_match NAME REGEX ACTUAL
 
 check_true() { # check_true NAME COMMAND...
   local name=$1; shift
-  if "$@"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAIL $name: [$*] was false"; fi
+  if "$@"; then passed "$name"; else FAILED=$((FAILED + 1)); echo "FAIL $name: [$*] was false"; fi
 }
 
 # remember_keys VAR=value...: notes the API keys a stack was given (inline or

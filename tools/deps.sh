@@ -4,6 +4,8 @@
 #   tools/deps.sh test   the same, plus the test-only tools: valgrind, the
 #                        fuzzers' clang runtime, git, and the OpenAPI linter
 #                        (@redocly/cli, from the npm registry, into build/tools)
+#   tools/deps.sh containers   the container engine `make test-containers`
+#                        uses: podman (with runc), podman-compose, mmdebstrap
 # `make test` uses the second form: no suite downloads anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,16 @@ if [ "${1:-}" = test ]; then
     git ca-certificates                   # .ci/run clones the checkout
     nodejs npm                            # the OpenAPI linter
   )
+fi
+if [ "${1:-}" = containers ]; then
+  packages=(
+    podman runc podman-compose            # the engine and compose (tests/containers)
+    golang-github-containernetworking-plugin-dnsname   # service names on compose networks
+    mmdebstrap                            # the Debian base image, from the mirror
+    curl python3 iproute2
+  )
+  # A machine with Docker (engine and compose plugin) needs none of them.
+  [ "${CONTAINER_ENGINE:-podman}" = docker ] && packages=(curl python3 iproute2)
 fi
 
 missing=()

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# make test-containers: docker/Dockerfile and docker-compose.yml built and run
+# for real, the way the users of the old service ran it, then checked from
+# the host (published ports on 127.0.0.1) and from inside the containers.
+#
+#   tests/containers/run.sh                 podman + podman-compose (this machine)
+#   CONTAINER_ENGINE=docker tests/containers/run.sh     Docker + `docker compose`
+#
+# Images the files name and no registry can give (none is reachable here) are
+# made first: debian:bookworm-slim with mmdebstrap from the Debian mirror, and
+# stand-ins for redis:7-bookworm and nginx:1.30 built from Debian's packages
+# on it (tests/containers/*.Dockerfile) — only when no image of that name
+# exists, so a machine that can pull the published ones tests those.
+#
+# The compose project gets its own name and free host ports (ABACUS_APP1_PORT,
+# ABACUS_APP2_PORT, ABACUS_LB_PORT), so a user's own `abacus` project and
+# 8001/8002 are never touched.  Last line: "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+# Every check is printed, passing or not: the output is the report.
+export VERBOSE=${VERBOSE:-1}
+. tests/lib.sh
+suite_init containers
+
+ENGINE=${CONTAINER_ENGINE:-podman}
+if [ "$ENGINE" = podman ]; then
+  # runc and explicit limits, for this run only (../shared/NOTES.md, Containers).
+  export CONTAINERS_CONF=$ROOT/tests/containers/containers.conf
+  read -r -a COMPOSE <<<"${COMPOSE:-podman-compose}"
+  # apt-get inside a build reaches the mirror through the host's network;
+  # the docker format keeps the image's HEALTHCHECK.
+  BUILD_ARGS=(--network host --format docker)
+else
+  read -r -a COMPOSE <<<"${COMPOSE:-docker compose}"
+  BUILD_ARGS=()
+fi
+PROJECT=abacusct$$
+KEY=local-dev-key
+APP1=$(free_port) APP2=$(free_port) LB=$(free_port)
+export ABACUS_APP1_PORT=$APP1 ABACUS_APP2_PORT=$APP2 ABACUS_LB_PORT=$LB
+# The load phases send thousands of additions with one key: above the
+# compose file's 600 a minute (that limit is the old service's default).
+export ABACUS_RATE_LIMIT_REQUESTS=1000000
+export ABACUS_SCALE=3
+
+say() { echo "-- $*"; }
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+# compose_quiet ARGS...: the tool's chatter goes to a log; exit status kept.
+compose_quiet() { compose "$@" >>"$TMP/compose.log" 2>&1; }
+# in_app SERVICE COMMAND...: `compose exec` and its output (without
+# podman-compose's own lines); "exit=N" last, since podman-compose 1.0
+# returns 0 whatever the command did.
+in_app() {
+  local svc=$1; shift
+  compose exec -T "$svc" sh -c "$* ; printf '\\nexit=%s\\n' \$?" 2>&1 |
+    grep -vE '^(using podman version|podman exec |exit code: |\[|$)'
+}
+image_exists() { "$ENGINE" image inspect "$1" >/dev/null 2>&1; }
+project_containers() { "$ENGINE" ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}'; }
+service_containers() {
+  "$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | sort
+}
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/readyz")" = 200 ]; }
+sum_on() { curl -s --max-time 5 -H "X-API-Key: $KEY" "http://127.0.0.1:$1/abacus/sum" | sed -n 's/.*"current_sum":\(-\{0,1\}[0-9]*\).*/\1/p'; }
+add_on() { # add_on PORT NUMBER IDEMPOTENCY_KEY: prints the status
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-API-Key: $KEY" -H "Idempotency-Key: $3" \
+    -H 'Content-Type: application/json' -d "{\"number\": $2}" "http://127.0.0.1:$1/abacus/number"
+}
+down_everything() {
+  compose_quiet down -v -t 10 || true
+  # podman-compose 1.0 has no step that removes the project's network.
+  "$ENGINE" network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+}
+CLEANUP_HOOKS+=(down_everything)
+started=$(date +%s)
+
+# ---- images ----
+say "images"
+if ! image_exists debian:bookworm-slim; then
+  [ "$ENGINE" = podman ] || { echo "FAIL no debian:bookworm-slim image"; exit 1; }
+  t=$(date +%s)
+  # The published image's trim: no documentation, no apt lists, and /usr
+  # merged by mmdebstrap's hook rather than the usrmerge package (which pulls
+  # in perl: 80 MB instead of 130).
+  mmdebstrap --variant=minbase --quiet --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+    bookworm "$TMP/base.tar" >"$TMP/mmdebstrap.log" 2>&1
+  check "base image: mmdebstrap bookworm (minbase) from the Debian mirror" 0 "$?"
+  podman import -q "$TMP/base.tar" docker.io/library/debian:bookworm-slim >/dev/null
+  check "base image: imported as debian:bookworm-slim" 0 "$?"
+  rm -f "$TMP/base.tar"
+  echo "measured: base image made in $(( $(date +%s) - t )) s"
+fi
+# Every other image the files name, as they name it.
+for image in $(sed -n 's/^ *image: *//p' docker-compose.yml | sort -u); do
+  case $image in
+    abacus:*) continue ;;
+    redis:*) standin=redis ;;
+    nginx:*) standin=nginx ;;
+    *) check "an image docker-compose.yml names has a stand-in" "" "$image"; continue ;;
+  esac
+  if image_exists "$image"; then
+    echo "note: $image exists: used as it is"
+  else
+    "$ENGINE" build -q "${BUILD_ARGS[@]}" -t "docker.io/library/$image" \
+      -f "tests/containers/$standin.Dockerfile" tests/containers >"$TMP/build-$standin.log" 2>&1
+    check "stand-in for $image built from Debian packages" 0 "$?"
+  fi
+done
+
+# The build context: what .dockerignore keeps out (var/ may hold GBs of AOF).
+mkdir -p var build && touch var/.context-probe build/.context-probe
+printf 'FROM debian:bookworm-slim\nCOPY . /context\n' >"$TMP/Context.Dockerfile"
+"$ENGINE" build -q "${BUILD_ARGS[@]}" -t "abacus-context-probe:$PROJECT" -f "$TMP/Context.Dockerfile" . >"$TMP/context.log" 2>&1
+context=$("$ENGINE" run --rm "abacus-context-probe:$PROJECT" sh -c 'cd /context && ls -A' 2>&1 | tr '\n' ' ')
+"$ENGINE" rmi -f "abacus-context-probe:$PROJECT" >/dev/null 2>&1
+rm -f var/.context-probe build/.context-probe
+check_match "build context: the sources are sent" ' Makefile .* lib ' " $(printf '%s\n' $context | sort | tr '\n' ' ')"
+check "build context: no var/, build/ or .git (.dockerignore)" "" "$(printf '%s\n' $context | grep -xE 'var|build|\.git')"
+
+t=$(date +%s)
+if [ "$ENGINE" = podman ]; then
+  podman build "${BUILD_ARGS[@]}" -t abacus:local -f docker/Dockerfile . >"$TMP/build-abacus.log" 2>&1
+else
+  compose build >"$TMP/build-abacus.log" 2>&1
+fi
+check "docker/Dockerfile builds (abacus:local)" 0 "$?"
+echo "measured: image built in $(( $(date +%s) - t )) s"
+size=$("$ENGINE" image inspect abacus:local --format '{{.Size}}' 2>/dev/null)
+echo "measured: image abacus:local $(( ${size:-0} / 1000000 )) MB (base debian:bookworm-slim $(( $("$ENGINE" image inspect debian:bookworm-slim --format '{{.Size}}') / 1000000 )) MB)"
+check "image: stops with SIGINT (lighttpd's graceful stop)" SIGINT "$("$ENGINE" image inspect abacus:local --format '{{.Config.StopSignal}}')"
+check_match "image: exposes 8000" '8000/tcp' "$("$ENGINE" image inspect abacus:local --format '{{json .Config.ExposedPorts}}')"
+
+# ---- the seed's commands: redis + app1 + app2 ----
+say "compose up -d redis app1 app2 (host ports $APP1, $APP2)"
+compose_quiet up -d redis app1 app2
+check "compose up -d redis app1 app2" 0 "$?"
+check_true "app1 ready on 127.0.0.1:$APP1" wait_until 60 ready "$APP1"
+check_true "app2 ready on 127.0.0.1:$APP2" wait_until 60 ready "$APP2"
+before=$(sum_on "$APP1")
+check "POST on app1" 200 "$(add_on "$APP1" 7 "ct-$PROJECT-1")"
+check "GET on app2 sees app1's addition (one sum)" "$((before + 7))" "$(sum_on "$APP2")"
+check "POST on app2" 200 "$(add_on "$APP2" -3 "ct-$PROJECT-2")"
+check "GET on app1 sees app2's addition" "$((before + 4))" "$(sum_on "$APP1")"
+check "a retried Idempotency-Key on the other container adds nothing" 200 "$(add_on "$APP2" 7 "ct-$PROJECT-1")"
+check "... the sum unchanged" "$((before + 4))" "$(sum_on "$APP1")"
+out=$(in_app app1 'curl -sS -H "X-API-Key: local-dev-key" http://localhost:8000/abacus/sum')
+check "compose exec app1 curl ... http://localhost:8000/abacus/sum (verbatim)" "{\"current_sum\":$((before + 4))}
+exit=0" "$out"
+check "the workers run as the image's user abacus" "abacus
+exit=0" "$(in_app app1 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = abacus.fcgi ] && stat -c %U $p; done | sort -u')"
+
+for port in "$APP1" "$APP2"; do
+  out=$(tests/smoke.sh "http://127.0.0.1:$port" "$KEY" 2>&1)
+  check "tests/smoke.sh against 127.0.0.1:$port" 0 "$?"
+  echo "$out" | tail -n 1 | sed 's/^/   smoke: /'
+done
+check "smoke.sh left the sum as it was" "$((before + 4))" "$(sum_on "$APP1")"
+
+# The load tool from the image, through both front ends, by service name.
+out=$(in_app app1 abacus-load --target http://app1:8000 --target http://app2:8000 --requests 2000 \
+  --concurrency 16 --idempotency --delta-range -5:9 --api-key "$KEY" --verify)
+check "compose exec app1 abacus-load --verify through app1 and app2: exit 0" "exit=0" "$(echo "$out" | tail -n 1)"
+check_match "... the sum moved by exactly the acknowledged deltas" 'verify: ok' "$out"
+echo "$out" | grep -E '^(requests|throughput|verify)' | sed 's/^/   load: /'
+
+# ---- Redis restarted: the AOF on the volume keeps the sum ----
+say "Redis restarted"
+before=$(sum_on "$APP1")
+check_match "Redis writes its AOF to the volume" 'appendonlydir' "$(in_app redis 'ls /data')"
+compose_quiet restart redis
+check "compose restart redis" 0 "$?"
+check_true "app1 ready again" wait_until 60 ready "$APP1"
+check_true "app2 ready again" wait_until 60 ready "$APP2"
+check "the sum after the restart is the sum before it" "$before" "$(sum_on "$APP2")"
+check "an addition after the restart" 200 "$(add_on "$APP1" 1 "ct-$PROJECT-3")"
+check "... counted once" "$((before + 1))" "$(sum_on "$APP2")"
+
+# ---- app1 stopped during load: in-flight requests finish ----
+say "app1 stopped during load"
+# A request in flight when the stop signal arrives: head and half the body
+# now, the rest after the signal.  lighttpd's graceful stop must answer it.
+app1_container=$(service_containers app1 | head -n 1)
+before=$(sum_on "$APP1")
+python3 - "$APP1" "$KEY" "ct-$PROJECT-inflight" >"$TMP/inflight.out" 2>&1 <<'PY' &
+import socket, sys, time
+port, key, idem = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+body = b'{"number": 1000}'
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(b"POST /abacus/number HTTP/1.1\r\nHost: app1\r\nX-API-Key: " + key.encode() +
+          b"\r\nIdempotency-Key: " + idem.encode() + b"\r\nContent-Type: application/json\r\n" +
+          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:8])
+open("/dev/stderr", "w").write("sent-half\n")
+time.sleep(2.5)                      # the stop signal arrives meanwhile
+s.sendall(body[8:])
+reply = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.split(b"\r\n", 1)[0].decode())
+PY
+inflight=$!
+PIDS+=("$inflight")
+tools/abacus-load --target "http://127.0.0.1:$APP1" --target "http://127.0.0.1:$APP2" --requests 4000 \
+  --concurrency 16 --rate 800 --idempotency --api-key "$KEY" --out-csv "$TMP/stop-load.csv" \
+  >"$TMP/stop-load.out" 2>&1 &
+load=$!
+PIDS+=("$load")
+sleep 1
+t0=$(date +%s%N)
+compose_quiet stop -t 10 app1
+stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait "$inflight"
+check "a request in flight at the stop signal is answered" "HTTP/1.1 200 OK" "$(tail -n 1 "$TMP/inflight.out")"
+wait "$load"
+check "load through both while app1 stops: exit 0" 0 "$?"
+check_match "... every addition acknowledged in the end (retried on app2)" 'failed: 0 ' "$(cat "$TMP/stop-load.out") "
+grep -E '^(requests|statuses|succeeded)' "$TMP/stop-load.out" | sed 's/^/   load: /'
+# What app1's clients saw: refused connections once it stopped listening,
+# never a request cut off half-way (an empty reply, a reset).
+cut=$(awk -F, -v t="127.0.0.1:$APP1" '$3 ~ t && $4 == 0 && $0 !~ /Failed to connect|Couldn.t connect/' "$TMP/stop-load.csv" | head -n 3)
+check "no request to app1 was cut off (only refused connections)" "" "$cut"
+check "app1 exited by itself (exit 0, not killed)" 0 "$("$ENGINE" inspect "$app1_container" --format '{{.State.ExitCode}}')"
+echo "measured: app1 stopped in $stop_ms ms"
+check_true "app1 stopped within its 10 s grace period" test "$stop_ms" -lt 10000
+compose_quiet start app1
+check_true "app1 started again" wait_until 60 ready "$APP1"
+# Every addition of the load is 1: the acknowledged deltas are the successes.
+expected=$((before + 1000 + $(sed -n 's/^succeeded: \([0-9]*\).*/\1/p' "$TMP/stop-load.out")))
+check "the sum is before + the in-flight 1000 + every acknowledged addition, exactly" "$expected" "$(sum_on "$APP1")"
+
+# ---- scale mode: ABACUS_SCALE replicas behind nginx ----
+say "scale mode: $ABACUS_SCALE replicas of app behind lb (host port $LB)"
+compose_quiet stop app1 app2
+compose_quiet up -d redis app lb
+check "compose up -d redis app lb (ABACUS_SCALE=$ABACUS_SCALE)" 0 "$?"
+check "$ABACUS_SCALE replicas of app run" "$ABACUS_SCALE" "$(service_containers app | wc -l)"
+check_true "lb ready on 127.0.0.1:$LB" wait_until 60 ready "$LB"
+# The replicas start with nginx: give each time to answer before counting.
+for c in $(service_containers app); do wait_until 30 "$ENGINE" exec "$c" /usr/local/bin/abacus-entrypoint healthcheck; done
+before=$(sum_on "$LB")
+for i in $(seq 1 30); do add_on "$LB" 1 "ct-$PROJECT-lb-$i" >>"$TMP/lb-codes"; echo >>"$TMP/lb-codes"; done
+check "30 POSTs through lb: all 200" 30 "$(grep -c '^200$' "$TMP/lb-codes")"
+check "... the sum moved by 30" "$((before + 30))" "$(sum_on "$LB")"
+served=0
+for c in $(service_containers app); do
+  n=$("$ENGINE" logs "$c" 2>&1 | grep -c '"event":"sum_added"')
+  echo "   $c: $n additions"
+  [ "$n" -gt 0 ] && served=$((served + 1))
+done
+check "every replica served additions" "$ABACUS_SCALE" "$served"
+out=$(tools/abacus-load --target "http://127.0.0.1:$LB" --requests 2000 --concurrency 16 --idempotency \
+  --api-key "$KEY" --verify 2>&1)
+check "abacus-load --verify through lb" 0 "$?"
+echo "$out" | grep -E '^(requests|throughput|verify)' | sed 's/^/   load: /'
+
+# ---- down -v ----
+say "compose down -v"
+compose_quiet down -v -t 10
+check "compose down -v" 0 "$?"
+if [ "${COMPOSE[0]}" = podman-compose ] && "$ENGINE" network exists "${PROJECT}_default" 2>/dev/null; then
+  echo "note: podman-compose 1.0 leaves the project's network (its down has no network step): removed with podman network rm"
+  "$ENGINE" network rm -f "${PROJECT}_default" >/dev/null
+fi
+check "no container of the project is left" "" "$(project_containers)"
+check "no volume of the project is left" "" "$("$ENGINE" volume ls --format '{{.Name}}' | grep "^${PROJECT}_")"
+check "no network of the project is left" "" "$("$ENGINE" network ls --format '{{.Name}}' | grep "^${PROJECT}_")"
+echo "measured: test-containers took $(( $(date +%s) - started )) s; image abacus:local $(( ${size:-0} / 1000000 )) MB"
+suite_end
