@@ -99,6 +99,25 @@ static void log_unconfirmed(struct request *r, const char *event, int64_t delta,
 	log_change(r, event, delta, sum, false);
 }
 
+/*
+ * The limiter's refusals this worker remembers (lib/ratelimit.h): a caller
+ * refused a moment ago, whose budget cannot have freed yet, is answered 429
+ * here without a round trip to Redis.
+ */
+static bool refused_here(struct request *r, struct store_result *res, int64_t *asked_at_us)
+{
+	*asked_at_us = ratelimit_clock_us();
+	return ratelimit_refused_here(&r->caller, *asked_at_us, &res->budget);
+}
+
+static enum store_status remember_refusal(struct request *r, enum store_status status,
+                                          int64_t asked_at_us, const struct store_result *res)
+{
+	if (status == STORE_RATE_LIMITED)
+		ratelimit_remember_refusal(&r->caller, asked_at_us, &res->budget);
+	return status;
+}
+
 /* ---- handlers ---- */
 
 static void handle_get_sum(struct request *r)
@@ -106,9 +125,12 @@ static void handle_get_sum(struct request *r)
 	struct store_result res;
 	enum store_status status;
 
+	int64_t asked_at;
+
 	if (!caller_or_problem(r, AUTH_ANY))
 		return;
-	status = store_get(worker.store, &r->caller, &res);
+	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
+	         remember_refusal(r, store_get(worker.store, &r->caller, &res), asked_at, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (!store_ok_or_problem(r, status, false))
 		return;
@@ -120,7 +142,7 @@ static void handle_post_number(struct request *r)
 	struct store_result res;
 	struct idem_key key;
 	enum store_status status;
-	int64_t number;
+	int64_t number, asked_at;
 
 	if (!caller_or_problem(r, AUTH_ANY))
 		return;
@@ -128,7 +150,8 @@ static void handle_post_number(struct request *r)
 		return;
 	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
 		return;
-	status = store_add(worker.store, &r->caller, &key, number, &res);
+	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
+	         remember_refusal(r, store_add(worker.store, &r->caller, &key, number, &res), asked_at, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
@@ -148,7 +171,9 @@ static void handle_post_number(struct request *r)
 static void set_sum(struct request *r, int64_t value, const char *head)
 {
 	struct store_result res;
-	enum store_status status = store_set(worker.store, &r->caller, value, &res);
+	int64_t asked_at;
+	enum store_status status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
+	         remember_refusal(r, store_set(worker.store, &r->caller, value, &res), asked_at, &res);
 
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (status == STORE_NOT_REPLICATED)

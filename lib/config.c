@@ -348,6 +348,8 @@ static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, 
 	                 &cfg->rate_limit_requests, err, errlen) &&
 	       load_long(lookup, "ABACUS_RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86400,
 	                 &cfg->rate_limit_window_seconds, err, errlen) &&
+	       load_long(lookup, "ABACUS_RATE_LIMIT_IPV6_PREFIX", 64, 1, 128,
+	                 &cfg->rate_limit_ipv6_prefix, err, errlen) &&
 	       cidr_parse_list(lookup("ABACUS_TRUSTED_PROXIES"), cfg->trusted_proxies, CONFIG_PROXIES_MAX,
 	                       &cfg->trusted_proxy_count, "ABACUS_TRUSTED_PROXIES", err, errlen);
 }
@@ -446,6 +448,7 @@ void config_log_effective(const struct config *cfg)
 	log_bool(&l, "rate_limit_enabled", cfg->rate_limit_enabled);
 	log_int(&l, "rate_limit_requests", cfg->rate_limit_requests);
 	log_int(&l, "rate_limit_window_seconds", cfg->rate_limit_window_seconds);
+	log_int(&l, "rate_limit_ipv6_prefix", cfg->rate_limit_ipv6_prefix);
 	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
 	log_str(&l, "metrics_shm", cfg->metrics_shm);
 	log_bool(&l, "metrics_auth", cfg->metrics_auth);

@@ -44,6 +44,7 @@ struct config {
 	bool rate_limit_enabled;            /* ABACUS_RATE_LIMIT_ENABLED */
 	long rate_limit_requests;           /* ABACUS_RATE_LIMIT_REQUESTS */
 	long rate_limit_window_seconds;     /* ABACUS_RATE_LIMIT_WINDOW_SECONDS */
+	long rate_limit_ipv6_prefix;        /* ABACUS_RATE_LIMIT_IPV6_PREFIX: an IPv6 caller's network */
 	struct cidr trusted_proxies[CONFIG_PROXIES_MAX]; /* ABACUS_TRUSTED_PROXIES */
 	size_t trusted_proxy_count;
 

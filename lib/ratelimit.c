@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "cidr.h"
 #include "decimal.h"
@@ -46,6 +47,30 @@ static bool forwarded_client(const char *xff, const struct config *cfg, char *ou
 	return false;
 }
 
+/*
+ * An IPv6 client as its network: "2001:db8:1:2::/64" into out.  IPv4 (and
+ * IPv4-mapped IPv6, as the dotted address) stays as it is.
+ */
+static void aggregate_ipv6(char *client, size_t cap, long prefix)
+{
+	unsigned char a[16];
+	char text[INET6_ADDRSTRLEN];
+
+	if (strchr(client, ':') == NULL || inet_pton(AF_INET6, client, a) != 1)
+		return;
+	if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a)) {
+		if (inet_ntop(AF_INET, a + 12, text, sizeof(text)) != NULL)
+			snprintf(client, cap, "%s", text);
+		return;
+	}
+	if (prefix < 1 || prefix >= 128)
+		return;
+	for (long bit = prefix; bit < 128; bit++)
+		a[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+	if (inet_ntop(AF_INET6, a, text, sizeof(text)) != NULL)
+		snprintf(client, cap, "%s/%d", text, (int)prefix);
+}
+
 void ratelimit_identify(struct request *r, const struct config *cfg)
 {
 	struct caller *c = &r->caller;
@@ -63,6 +88,7 @@ void ratelimit_identify(struct request *r, const struct config *cfg)
 	if (peer != NULL && xff != NULL &&
 	    cidr_address_in(peer, cfg->trusted_proxies, cfg->trusted_proxy_count))
 		forwarded_client(xff, cfg, client, sizeof(client));
+	aggregate_ipv6(client, sizeof(client), cfg->rate_limit_ipv6_prefix);
 	snprintf(c->limit_id, sizeof(c->limit_id), "ip:%s", client);
 }
 
@@ -100,7 +126,63 @@ bool ratelimit_refusal(int64_t reset_us, int64_t retry_us, struct ratelimit_budg
 	b->retry_after_seconds = (long)((retry_us + 999999) / 1000000);
 	if (b->retry_after_seconds < 1)
 		b->retry_after_seconds = 1;
+	b->reset_us = reset_us;
+	b->retry_us = retry_us;
 	return true;
+}
+
+/* ---- refusals remembered by this worker ---- */
+
+static struct memo {
+	char id[sizeof(((struct caller *)0)->limit_id)];
+	int64_t retry_at_us;    /* the earliest moment one request may pass */
+	int64_t reset_at_us;    /* the budget is full again */
+} memo[RATELIMIT_MEMO_SLOTS];
+
+int64_t ratelimit_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* FNV-1a of the caller's identity: its slot. */
+static struct memo *memo_slot(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	return &memo[h % RATELIMIT_MEMO_SLOTS];
+}
+
+bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratelimit_budget *b)
+{
+	const struct memo *m = memo_slot(c->limit_id);
+
+	if (m->retry_at_us <= now_us || strcmp(m->id, c->limit_id) != 0)
+		return false;
+	return ratelimit_refusal(m->reset_at_us > now_us ? m->reset_at_us - now_us : 0,
+	                         m->retry_at_us - now_us, b);
+}
+
+void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
+                                const struct ratelimit_budget *b)
+{
+	struct memo *m = memo_slot(c->limit_id);
+
+	/* Only a refusal has a moment before which nothing can pass. */
+	if (!b->limited || b->retry_us <= 0 || c->limit_id[0] == '\0')
+		return;
+	snprintf(m->id, sizeof(m->id), "%s", c->limit_id);
+	m->retry_at_us = asked_at_us + b->retry_us;
+	m->reset_at_us = asked_at_us + b->reset_us;
+}
+
+void ratelimit_forget_refusals(void)
+{
+	memset(memo, 0, sizeof(memo));
 }
 
 bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit_budget *b)
@@ -112,6 +194,8 @@ bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit
 	b->remaining = b->limited ? (long)remaining : 0;
 	b->reset_seconds = b->limited ? window_seconds : 0;
 	b->retry_after_seconds = 0;
+	b->reset_us = (int64_t)b->reset_seconds * 1000000;
+	b->retry_us = 0;
 	return true;
 }
 

@@ -24,6 +24,8 @@ struct ratelimit_budget {
 	long remaining;         /* requests left in the budget after this one */
 	long reset_seconds;     /* until the budget is full again */
 	long retry_after_seconds; /* for a refusal: until one request passes */
+	int64_t reset_us;       /* a refusal's two delays, exact (Redis's microseconds) */
+	int64_t retry_us;
 };
 
 #define RATELIMIT_KEY_MAX (CONFIG_PREFIX_MAX + 2 + 4 + sizeof(((struct caller *)0)->limit_id))
@@ -43,9 +45,39 @@ bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit
  * Sets r->caller.limit_id: the API key id when there is one, else the client
  * address.  X-Forwarded-For is believed only when the peer (REMOTE_ADDR) is in
  * ABACUS_TRUSTED_PROXIES: then the right-most entry that is not itself a
- * trusted proxy counts.
+ * trusted proxy counts.  An IPv6 address counts as its
+ * ABACUS_RATE_LIMIT_IPV6_PREFIX network ("ip:2001:db8:1:2::/64"): one host
+ * holds a whole /64, and must not be 2^64 callers.
  */
 void ratelimit_identify(struct request *r, const struct config *cfg);
+
+/*
+ * Refusals this worker remembers (the local refusal, docs/API.md).  A refused
+ * caller's budget cannot free before the oldest admission in its window
+ * leaves it, retry_us after the script looked; until then this worker
+ * answers that caller itself, with the same 429 and headers, without asking
+ * Redis.  Nothing is ever admitted here, so "never more than the limit in any
+ * window-long interval" stays exact.  Per worker, RATELIMIT_MEMO_SLOTS
+ * callers by hash: a caller pushed out costs one round trip, nothing else.
+ * Times are CLOCK_MONOTONIC microseconds (ratelimit_clock_us).
+ */
+#define RATELIMIT_MEMO_SLOTS 256
+
+int64_t ratelimit_clock_us(void);
+
+/* True (and b filled as for a refusal) if c was refused and cannot pass yet at now_us. */
+bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratelimit_budget *b);
+
+/*
+ * Remembers the refusal b (from the script) of c; asked_at_us: when the
+ * request was sent, so that the remembered deadline is never later than
+ * Redis's own.
+ */
+void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
+                                const struct ratelimit_budget *b);
+
+/* Forgets every remembered refusal (tests). */
+void ratelimit_forget_refusals(void);
 
 /*
  * Adds RateLimit-Policy and RateLimit (and Retry-After on STORE_RATE_LIMITED)

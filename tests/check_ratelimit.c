@@ -1,6 +1,7 @@
 #include "ratelimit.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -121,6 +122,100 @@ START_TEST(test_ratelimit_key_and_verdicts)
 }
 END_TEST
 
+START_TEST(test_ratelimit_ipv6_callers_count_as_their_network)
+{
+	const char *v6[] = { "REMOTE_ADDR=2001:db8:1:2:aaaa:bbbb:cccc:dddd", NULL };
+	const char *same_net[] = { "REMOTE_ADDR=2001:db8:1:2::7", NULL };
+	const char *mapped[] = { "REMOTE_ADDR=::ffff:192.0.2.9", NULL };
+	const char *v4[] = { "REMOTE_ADDR=192.0.2.9", NULL };
+
+	cfg.rate_limit_ipv6_prefix = 64;
+	ck_assert_str_eq(identify(v6, ""), "ip:2001:db8:1:2::/64");
+	ck_assert_str_eq(identify(same_net, ""), "ip:2001:db8:1:2::/64");
+	ck_assert_str_eq(identify(mapped, ""), "ip:192.0.2.9");   /* IPv4 behind a dual-stack socket */
+	ck_assert_str_eq(identify(v4, ""), "ip:192.0.2.9");
+	cfg.rate_limit_ipv6_prefix = 56;
+	ck_assert_str_eq(identify(v6, ""), "ip:2001:db8:1::/56");
+	cfg.rate_limit_ipv6_prefix = 1;
+	ck_assert_str_eq(identify(v6, ""), "ip:::/1");
+	cfg.rate_limit_ipv6_prefix = 128;                          /* every address its own caller */
+	ck_assert_str_eq(identify(v6, ""), "ip:2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+	/* An authenticated caller is its key, wherever it comes from. */
+	cfg.rate_limit_ipv6_prefix = 64;
+	ck_assert_str_eq(identify(v6, "1a2b3c4d"), "k:1a2b3c4d");
+}
+END_TEST
+
+/* A refusal remembered: answered here until the budget can free, then asked again. */
+START_TEST(test_ratelimit_refusal_is_remembered_until_the_budget_can_free)
+{
+	struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
+	struct caller bob = { .key_id = "bbbbbbbb", .limit_id = "k:bbbbbbbb" };
+	struct ratelimit_budget refused, b;
+	const int64_t t0 = 1000000000;
+
+	ratelimit_forget_refusals();
+	ck_assert(!ratelimit_refused_here(&alice, t0, &b));
+	/* Redis said: one request may pass 2.5 s after it looked, the whole budget 30 s after. */
+	ck_assert(ratelimit_refusal(30000000, 2500000, &refused));
+	ratelimit_remember_refusal(&alice, t0, &refused);
+	memset(&b, 0, sizeof(b));
+	ck_assert(ratelimit_refused_here(&alice, t0 + 1000, &b));
+	ck_assert(b.limited && b.remaining == 0);
+	ck_assert_int_eq(b.retry_after_seconds, 3);                /* 2.499 s, rounded up */
+	ck_assert_int_eq(b.reset_seconds, 30);
+	ck_assert(ratelimit_refused_here(&alice, t0 + 2000000, &b));
+	ck_assert_int_eq(b.retry_after_seconds, 1);
+	ck_assert_int_eq(b.reset_seconds, 28);
+	ck_assert(ratelimit_refused_here(&alice, t0 + 2499999, &b));
+	/* From the moment the budget can free, Redis is asked again. */
+	ck_assert(!ratelimit_refused_here(&alice, t0 + 2500000, &b));
+	ck_assert(!ratelimit_refused_here(&alice, t0 + 9000000, &b));
+	/* Only the refused caller. */
+	ratelimit_remember_refusal(&alice, t0, &refused);
+	ck_assert(!ratelimit_refused_here(&bob, t0 + 1000, &b));
+	ck_assert(ratelimit_refused_here(&alice, t0 + 1000, &b));
+	ratelimit_forget_refusals();
+	ck_assert(!ratelimit_refused_here(&alice, t0 + 1000, &b));
+}
+END_TEST
+
+/* A caller pushed out of its slot by another is asked again: never refused in its place. */
+START_TEST(test_ratelimit_remembered_refusals_never_leak_between_callers)
+{
+	struct ratelimit_budget refused, b;
+	struct caller callers[3 * RATELIMIT_MEMO_SLOTS];
+	const int64_t t0 = 5000000;
+	int refused_count = 0;
+
+	ratelimit_forget_refusals();
+	ck_assert(ratelimit_refusal(60000000, 60000000, &refused));
+	for (int i = 0; i < 3 * RATELIMIT_MEMO_SLOTS; i++) {
+		memset(&callers[i], 0, sizeof(callers[i]));
+		snprintf(callers[i].limit_id, sizeof(callers[i].limit_id), "ip:10.0.%d.%d", i / 256, i % 256);
+	}
+	/* Only the first half refused: none of the others may ever be answered 429 here. */
+	for (int i = 0; i < 3 * RATELIMIT_MEMO_SLOTS / 2; i++)
+		ratelimit_remember_refusal(&callers[i], t0, &refused);
+	for (int i = 3 * RATELIMIT_MEMO_SLOTS / 2; i < 3 * RATELIMIT_MEMO_SLOTS; i++)
+		ck_assert_msg(!ratelimit_refused_here(&callers[i], t0 + 1, &b), "%s", callers[i].limit_id);
+	for (int i = 0; i < 3 * RATELIMIT_MEMO_SLOTS / 2; i++)
+		refused_count += ratelimit_refused_here(&callers[i], t0 + 1, &b);
+	/* Some share a slot and were pushed out (asked again), most are remembered. */
+	ck_assert_int_gt(refused_count, RATELIMIT_MEMO_SLOTS / 2);
+	ck_assert_int_le(refused_count, RATELIMIT_MEMO_SLOTS);
+	/* An admission is not a refusal; a caller without identity is never remembered. */
+	ratelimit_forget_refusals();
+	ck_assert(ratelimit_admitted(0, 60, &b));
+	ratelimit_remember_refusal(&callers[0], t0, &b);
+	ck_assert(!ratelimit_refused_here(&callers[0], t0 + 1, &b));
+	callers[1].limit_id[0] = '\0';
+	ratelimit_remember_refusal(&callers[1], t0, &refused);
+	ck_assert(!ratelimit_refused_here(&callers[1], t0 + 1, &b));
+	ck_assert_int_gt(ratelimit_clock_us(), 0);
+}
+END_TEST
+
 static Suite *ratelimit_suite(void)
 {
 	Suite *s = suite_create("ratelimit");
@@ -135,6 +230,9 @@ static Suite *ratelimit_suite(void)
 	tcase_add_test(core, test_ratelimit_identity_is_key_id_when_authenticated);
 	tcase_add_test(core, test_ratelimit_identity_is_peer_without_auth);
 	tcase_add_test(core, test_ratelimit_headers);
+	tcase_add_test(core, test_ratelimit_ipv6_callers_count_as_their_network);
+	tcase_add_test(core, test_ratelimit_refusal_is_remembered_until_the_budget_can_free);
+	tcase_add_test(limits, test_ratelimit_remembered_refusals_never_leak_between_callers);
 	tcase_add_test(limits, test_ratelimit_all_trusted_hops_fall_back_to_peer);
 	tcase_add_test(errors, test_ratelimit_forged_forwarded_for_is_ignored);
 	tcase_add_test(errors, test_ratelimit_trusted_proxy_forwarded_for_counts);

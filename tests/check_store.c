@@ -253,6 +253,34 @@ START_TEST(test_store_rate_limit_refuses_without_effect)
 }
 END_TEST
 
+/*
+ * The limiter's memory per caller is bounded by the limit: entries older than
+ * the window are trimmed once the set is full (issue 18, limiter memory).
+ */
+START_TEST(test_store_rate_limit_entries_never_exceed_the_limit)
+{
+	struct store *s = open_store(5, 1);
+	struct store_result res;
+	char rl[256];
+	redisReply *r;
+
+	snprintf(rl, sizeof(rl), "{%s}:rl:%s", prefix, alice.limit_id);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 5; i++)
+			ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+		ck_assert_int_eq(store_get(s, &alice, &res), STORE_RATE_LIMITED);
+		ck_assert_int_gt(res.budget.retry_us, 0);
+		ck_assert_int_le(res.budget.retry_us, 1000000);
+		ck_assert_int_ge(res.budget.reset_us, res.budget.retry_us);
+		r = raw("ZCARD %s", rl);
+		ck_assert_int_eq(r->integer, 5);
+		freeReplyObject(r);
+		usleep(1050000);        /* the whole window passes */
+	}
+	store_free(s);
+}
+END_TEST
+
 /* Redis's clock in microseconds (TIME), on connection c. */
 static long long redis_now_us(redisContext *c)
 {
@@ -476,6 +504,7 @@ static Suite *store_suite(void)
 	tcase_set_timeout(limits, 60);
 	tcase_add_loop_test(limits, test_store_is_exact_at_int64_edges, 0, sizeof(edges) / sizeof(edges[0]));
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
+	tcase_add_test(limits, test_store_rate_limit_entries_never_exceed_the_limit);
 	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
 	tcase_add_test(limits, test_store_two_configurations_share_one_redis);
 	tcase_add_test(limits, test_store_disabled_limit_reports_nothing);

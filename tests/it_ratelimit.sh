@@ -181,16 +181,15 @@ check "the hammering: Redis recorded one admission per 200" "$ok" "$recorded"
 check_true "the budget keeps coming back (at least 10 admitted: $ok)" test "$ok" -ge 10
 stop_stack
 
-# ---- the limiter's own records: old entries trimmed, the set expires when idle ----
-start_stack trim ABACUS_API_KEYS="$K1" ABACUS_RATE_LIMIT_REQUESTS=100000 ABACUS_RATE_LIMIT_WINDOW_SECONDS=1 || exit 1
+# ---- the limiter's own records: at most the limit per caller, the set expires when idle ----
+start_stack trim ABACUS_API_KEYS="$K1" ABACUS_RATE_LIMIT_REQUESTS=50 ABACUS_RATE_LIMIT_WINDOW_SECONDS=1 || exit 1
 RL='{abacus}:rl:k:'"$(printf '%s' "$K1" | sha256sum | cut -c1-8)"
-# 400 GETs over 2.5 s or more; after each, the set and its PTTL are read in one
-# MULTI, and what it holds is judged by its own times (Redis's clock), not by
-# how fast this ran.  An admission whose microsecond is a multiple of 16
-# removes the entries a window older than itself (lib/lua/limiter_admit.lua): none of those
-# may be left.  Prints "stale trims badttl": entries left that such an
-# admission had removed; snapshots in which one had something to remove (a
-# window after the first admission); snapshots with a PTTL not in (0, 1000].
+# 400 GETs over 2.5 s or more (160 a second against a limit of 50 a second);
+# after each, the set and its PTTL are read in one MULTI.  An admission into
+# a full set removes the entries older than the window
+# (lib/lua/limiter_admit.lua), so the set never holds more than the limit,
+# however many admissions the caller makes.  Prints "maxcard admitted badttl":
+# the most entries seen, the 200s, snapshots with a PTTL not in (0, 1000].
 python3 - "$P1" "$K1" "$RPORT" "$RL" >"$TMP/trim.txt" <<'PY'
 import http.client, socket, sys, time
 port, key, rport, rl = sys.argv[1:]
@@ -212,30 +211,79 @@ def call(*args):
     return reply()
 c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
 start = time.monotonic()
-first = None
-stale = trims = badttl = 0
-for i in range(400):                      # ~2.5 s: 2.5 windows of admissions
+maxcard = admitted = badttl = 0
+for i in range(400):                      # ~2.5 s: 2.5 windows
     c.request("GET", "/abacus/sum", headers={"X-API-Key": key})
-    c.getresponse().read()
-    call("MULTI"); call("ZRANGE", rl, "0", "-1", "WITHSCORES"); call("PTTL", rl)
-    entries, pttl = call("EXEC")
-    times = [int(float(t)) for t in entries[1::2]]
-    if times:
-        first = min(times + ([first] if first else []))
-        trimmed_at = max((t for t in times if t % 16 == 0), default=None)
-        if trimmed_at is not None:
-            stale += sum(1 for t in times if t <= trimmed_at - WINDOW)
-            trims += trimmed_at - WINDOW >= first
+    r = c.getresponse(); r.read()
+    admitted += r.status == 200
+    call("MULTI"); call("ZCARD", rl); call("PTTL", rl)
+    card, pttl = call("EXEC")
+    maxcard = max(maxcard, card)
+    if card:
         badttl += not 0 < pttl <= WINDOW // 1000
     time.sleep(max(0.0, start + (i + 1) * 0.00625 - time.monotonic()))
-print(stale, trims, badttl)
+print(maxcard, admitted, badttl)
 PY
-read -r stale trims badttl <"$TMP/trim.txt"
-check "the limiter's set never keeps an entry a window older than its latest trimming admission" 0 "$stale"
-check_true "... and trimming had old entries to remove ($trims snapshots)" test "${trims:-0}" -gt 0
+read -r maxcard admitted badttl <"$TMP/trim.txt"
+check_true "the limiter's set never holds more entries than the limit (most seen: $maxcard)" test "${maxcard:-99}" -le 50
+check_true "... while more than the limit were admitted over the windows ($admitted): old entries were removed" test "${admitted:-0}" -gt 60
 check "while the limiter's set exists it expires within a window (PTTL read with it)" 0 "$badttl"
 sleep 1.2
 check "an idle caller's set is gone after the window" 0 "$(redis-cli -p "$RPORT" exists "$RL")"
+stop_stack
+
+# ---- refusals that cost Redis nothing (the local refusal) ----
+# Once a worker has seen a caller refused, it answers that caller's requests
+# with the same 429 itself until the budget can free: Redis is asked about a
+# refused caller at most once per worker.  4 workers (2 front ends x 2).
+start_stack memo ABACUS_API_KEYS="$K1,$K2" ABACUS_RATE_LIMIT_REQUESTS=5 ABACUS_RATE_LIMIT_WINDOW_SECONDS=60 || exit 1
+for i in $(seq 1 5); do post "$((i % 2 ? P1 : P2))" "$K1" "memo-$i" 1; done
+check "the memo stack: 5 admitted" 200 "$STATUS"
+workers=$(( $(worker_pids "$P1" | wc -l) + $(worker_pids "$P2" | wc -l) ))
+check "4 workers" 4 "$workers"
+calls=$(evalsha_calls "$RPORT")
+bad=0; statuses=""
+for i in $(seq 1 200); do
+  if [ $((i % 4)) -eq 0 ]; then req GET "http://127.0.0.1:$((i % 8 ? P1 : P2))/abacus/sum" -H "X-API-Key: $K1"
+  else post "$((i % 2 ? P1 : P2))" "$K1" "memo-flood-$i" 1; fi
+  ra=$(header retry-after)
+  { [ "$STATUS" = 429 ] && [ "${ra:-0}" -ge 1 ] && [ "$ra" -le 60 ] && [[ $BODY == *urn:abacus:problem:rate-limited* ]] &&
+    [[ $(header ratelimit) == '"default";r=0;t='* ]] && [ "$(header ratelimit-policy)" = '"default";q=5;w=60' ]; } ||
+    { bad=$((bad + 1)); statuses="$statuses $STATUS"; }
+done
+flood_calls=$(( $(evalsha_calls "$RPORT") - calls ))
+check "200 requests of a refused caller: each a 429 with Retry-After, RateLimit r=0 and the policy" "0" "$bad$statuses"
+echo "measured: Redis EVALSHA calls for 200 refused requests: $flood_calls (4 workers; without the local refusal: 200)"
+check_true "... Redis asked at most once per worker ($flood_calls calls)" test "$flood_calls" -le "$workers"
+check "the sum is unchanged by them" 5 "$(sum_at "$P1" "$K2")"
+limited_total=0
+for p in "$P1" "$P2"; do
+  n=$(curl -s "http://127.0.0.1:$p/metrics" | sed -n 's/^abacus_rate_limited_total \([0-9]*\)$/\1/p')
+  limited_total=$((limited_total + ${n:-0}))
+done
+check "abacus_rate_limited_total still counts every refusal" 200 "$limited_total"
+calls=$(evalsha_calls "$RPORT")
+post "$P1" "$K2" memo-other 1
+check "another caller is asked about (and admitted) as before" "200 1" "$STATUS $(( $(evalsha_calls "$RPORT") - calls ))"
+post "$P1" "$K1" memo-bad 1.5
+check "a refused caller's bad body is still a 400 (validated first, as with Redis)" 400 "$STATUS"
+check_match "refusals are still logged" '"event":"rate_limited"' "$(cat "$STACK"/frontend-*/error.log)"
+
+# Unauthenticated floods never reach Redis: auth is checked first, in the worker.
+total_commands() { redis-cli -p "$RPORT" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'; }
+before=$(total_commands)
+for i in $(seq 1 100); do
+  req GET "http://127.0.0.1:$((i % 2 ? P1 : P2))/abacus/sum"
+  [ "$STATUS" = 401 ] || bad=$((bad + 1))
+  req POST "http://127.0.0.1:$((i % 2 ? P2 : P1))/abacus/number" -H "X-API-Key: wrong-$i" -H "Idempotency-Key: u-$i" \
+    -H 'Content-Type: application/json' -d '{"number": 1}'
+  [ "$STATUS" = 403 ] || bad=$((bad + 1))
+done
+after=$(total_commands)
+check "100 requests without a key (401) and 100 with a wrong key (403)" 0 "$bad"
+# The two INFO calls count themselves; a worker's reconnect or readiness PING would show.
+echo "measured: Redis commands for 200 unauthenticated requests: $((after - before - 1))"
+check_true "... cost Redis no command ($((after - before - 1)))" test $((after - before - 1)) -le 0
 stop_stack
 
 # ---- ABACUS_RATE_LIMIT_ENABLED=false: no limit, no headers, no records ----

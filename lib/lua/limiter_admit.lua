@@ -1,10 +1,12 @@
 -- The limiter's second half, pasted after the operation: records the admitted
 -- request in @RL@ (never replicated: a GET costs no fsync) and returns `reply`.
 -- Two admissions in one microsecond (a clock stepped back) get a suffix, so
--- every admission is counted; every ~16th trims entries older than the window.
+-- every admission is counted.  Entries older than the window are trimmed
+-- when the set is full, so a caller never holds more than MAX entries
+-- (the budget half admitted this request: fewer than MAX are in the window).
 if now then
   redis.set_repl(redis.REPL_NONE)
-  if now % 16 == 0 then
+  if redis.call('ZCARD', @RL@) >= MAX then
     redis.call('ZREMRANGEBYSCORE', @RL@, '-inf', string.format('%d', now - WINDOW_US))
   end
   local at = string.format('%d', now)
