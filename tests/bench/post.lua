@@ -1,12 +1,13 @@
 -- wrk script: POST /abacus/number with a fresh Idempotency-Key per request.
--- Usage: wrk -s tests/bench/post.lua http://127.0.0.1:8001 -- <api-key>
+-- Usage: wrk -s tests/bench/post.lua http://127.0.0.1:8001 -- <api-key>[,<api-key>...]
+-- (several keys: used in turn, one per request)
 --
 -- The key is "<time>-<pid>-<thread>-<counter>": unique across the wrk processes
 -- of one run (one per front end) and across the threads of one process.  A key
 -- shared by two processes would turn half the POSTs into replays, which write
 -- nothing and are cheaper.
 local counter = 0
-local key = "local-dev-key"
+local keys = { "local-dev-key" }
 local prefix
 local threads = 0
 
@@ -24,14 +25,17 @@ local function pid()
 end
 
 function init(args)
-  if args[1] then key = args[1] end
+  if args[1] then
+    keys = {}
+    for k in string.gmatch(args[1], "[^,]+") do keys[#keys + 1] = k end
+  end
   prefix = string.format("%d-%d-%d-", os.time(), pid(), thread_number or 0)
 end
 
 function request()
   counter = counter + 1
   return wrk.format("POST", "/abacus/number", {
-    ["X-API-Key"] = key,
+    ["X-API-Key"] = keys[counter % #keys + 1],
     ["Content-Type"] = "application/json",
     ["Idempotency-Key"] = prefix .. counter,
   }, '{"number": 1}')

@@ -9,6 +9,10 @@
 #   hello+write the same with a script doing one INCR (POST requests): the
 #               ceiling for anything needing one durable write
 #   redis-bench redis-benchmark running that EVALSHA: Redis's own ceiling
+#   flood       abacus with a real limit (20,000 an hour per key): POSTs spread
+#               over 64 keys, alone and while one more caller, long over its
+#               limit, floods 429s at full speed (issue 18: what the flood costs
+#               the others, and Redis calls per refused request)
 #
 # Two front ends with 4 workers each, release build; wrk: one process per front
 # end, 16 connections each (32 in all).  Medians of ROUNDS (5) rounds.  Results go
@@ -46,6 +50,10 @@ start abacus "$REL/abacus.fcgi"
 start hello "$REL/bench-hello"
 start hredis "$REL/bench-hello" BENCH_EVALSHA=1
 start hwrite "$REL/bench-hello" BENCH_EVALSHA=write
+FLOOD_KEYS=$(for i in $(seq 1 64); do printf 'bench-many-%02d,' "$i"; done)
+FLOOD_KEYS=${FLOOD_KEYS%,}
+BENCH_LIMIT_SETTINGS="ABACUS_RATE_LIMIT_REQUESTS=20000 ABACUS_RATE_LIMIT_WINDOW_SECONDS=3600" \
+  start flood "$REL/abacus.fcgi" ABACUS_API_KEYS="$FLOOD_KEYS,bench-flooder"
 
 # CPU ticks (utime+stime) of a set of pids, and of their children.
 ticks_of() {
@@ -106,7 +114,7 @@ fe, rd, hz = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 reqs = a[1] + b[1]
 p50 = (a[2] * a[1] + b[2] * b[1]) / reqs          # weighted by requests
 p99 = max(a[3], b[3])                              # the worse front end
-print("%.0f %.3f %.3f %.1f %.1f %d" % (a[0] + b[0], p50, p99, fe * 1e6 / hz / reqs, rd * 1e6 / hz / reqs, a[4] + b[4]))
+print("%.0f %.3f %.3f %.1f %.1f %d %d" % (a[0] + b[0], p50, p99, fe * 1e6 / hz / reqs, rd * 1e6 / hz / reqs, a[4] + b[4], reqs))
 PY
 }
 
@@ -116,6 +124,30 @@ redis_bench() {
   redis-benchmark -p "$RP" -c $((CONNS * 2)) -n 300000 -q EVALSHA "$sha" 0 2>/dev/null |
     tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print int($i); exit}}'
 }
+
+# flood_run: the 64-key POSTs (wrk_run) while one wrk per front end (4
+# connections) floods with the over-limit key; prints wrk_run's fields, then
+# the flood's requests, its non-2xx, and Redis EVALSHA calls per refused request.
+flood_run() {
+  local calls p i=0 out fl=0 fl_bad=0
+  calls=$(evalsha_calls "$RP")
+  for p in ${PORTS[flood]}; do
+    wrk -t1 -c4 -d"$DURATION" -s "$ROOT/tests/bench/post.lua" "http://127.0.0.1:$p" -- bench-flooder >"$TMP/flood.$i" 2>&1 &
+    i=$((i + 1))
+  done
+  out=$(KEY=$FLOOD_KEYS wrk_run flood post.lua)
+  wait
+  calls=$(( $(evalsha_calls "$RP") - calls ))
+  for i in 0 1; do
+    fl=$((fl + $(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$TMP/flood.$i")))
+    fl_bad=$((fl_bad + $(sed -n 's/^ *Non-2xx or 3xx responses: \([0-9]*\)/\1/p' "$TMP/flood.$i" | grep . || echo 0)))
+  done
+  # Redis calls beyond one per legitimate request, per refused request.
+  echo "$out $fl $fl_bad $(python3 -c "import sys; a=sys.argv[1:]; print('%.4f' % ((int(a[0]) - int(a[1])) / max(1, int(a[2]))))" "$calls" "$(echo "$out" | awk '{print $7}')" "$fl_bad")"
+}
+# The flooder spends its budget first (20,000 in an hour: nothing frees during the run).
+wrk -t1 -c8 -d5s -s "$ROOT/tests/bench/post.lua" "http://127.0.0.1:${PORTS[flood]%% *}" -- bench-flooder >"$TMP/flood-warm" 2>&1
+grep -q 'Non-2xx' "$TMP/flood-warm" || { echo "the flooder did not reach its limit in 5 s" >&2; exit 1; }
 
 declare -A R
 # Each abacus row runs right before the ceiling it is judged against, so that a
@@ -128,7 +160,9 @@ for round in $(seq 1 "$ROUNDS"); do
   R[hello_$round]=$(wrk_run hello get.lua)
   R[hredis_post_$round]=$(wrk_run hredis post.lua)
   R[redis_$round]=$(redis_bench)
-  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | hello+redis POST ${R[hredis_post_$round]} | hello+write POST ${R[hwrite_post_$round]} | redis-benchmark ${R[redis_$round]}" >&2
+  R[many_post_$round]=$(KEY=$FLOOD_KEYS wrk_run flood post.lua)
+  R[flood_post_$round]=$(flood_run)
+  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | hello+redis POST ${R[hredis_post_$round]} | hello+write POST ${R[hwrite_post_$round]} | redis-benchmark ${R[redis_$round]} | 64 keys POST ${R[many_post_$round]} | + flood ${R[flood_post_$round]}" >&2
 done
 rss=$(rss_kib $(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid") $(pgrep -P "$(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid")"))
 
@@ -145,7 +179,7 @@ done
   echo "abacus_post_replays $replays"
 } >"$OUT/raw.txt"
 
-python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" "$FSYNC" <<'PY' | tee "$OUT/results-$FSYNC.txt"
+python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" "$FSYNC" "$DURATION" <<'PY' | tee "$OUT/results-$FSYNC.txt"
 import statistics, sys
 raw = {}
 for line in open(sys.argv[1]):
@@ -157,7 +191,9 @@ def med(name, i):
 rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum", "abacus_get"),
         ("ceiling: trivial worker", "hello"), ("ceiling: trivial worker + 1 EVALSHA", "hredis"),
         ("ceiling: the same, POST requests", "hredis_post"),
-        ("ceiling: + 1 EVALSHA doing INCR, POST", "hwrite_post")]
+        ("ceiling: + 1 EVALSHA doing INCR, POST", "hwrite_post"),
+        ("abacus POST, 64 keys (limit 20000/h)", "many_post"),
+        ("the same while 1 caller floods 429s", "flood_post")]
 print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds, Redis appendfsync %s" % (workers, 2 * conns, rounds, sys.argv[5]))
 print("%-38s %10s %9s %9s %13s %13s %8s" % ("", "req/s", "p50 ms", "p99 ms", "cpu us/req FE", "cpu us/req R", "non-2xx"))
 for label, key in rows:
@@ -184,6 +220,9 @@ print("p99 GET  / its ceiling's p99:                        %5.2f x  (target <= 
 print("POST / the ceiling writing nothing, POST requests:   %5.1f %%  (the price of appendfsync %s included)" % (100 * med("abacus_post", 0) / med("hredis_post", 0), sys.argv[5]))
 print("one-write ceiling / no-write ceiling, POST requests: %5.1f %%  (what one durable write costs before abacus does anything)" % (100 * med("hwrite_post", 0) / med("hredis_post", 0)))
 print("GET / web-tier ceiling (no Redis):                  %5.1f %%" % (100 * med("abacus_get", 0) / med("hello", 0)))
+print("POST while one caller floods 429s / without:        %5.1f %% throughput, p99 %.2f x  (the flood: %.0f req/s of 429s, %d of them admitted; Redis calls per refused request %.4f)" % (
+    100 * med("flood_post", 0) / med("many_post", 0), med("flood_post", 2) / med("many_post", 2),
+    med("flood_post", 7) / float(sys.argv[6].rstrip("s")), med("flood_post", 7) - med("flood_post", 8), med("flood_post", 9)))
 print("abacus POSTs answered as replays:                   %d  (must be 0: each POST a fresh addition)" % int(raw["abacus_post_replays"][0]))
 print("RSS of one front end (lighttpd + %d workers):       %.1f MiB  (target < 12 MiB)  %s" % (workers, rss / 1024, "ok" if rss < 12 * 1024 else "MISSED"))
 PY
