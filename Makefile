@@ -21,7 +21,7 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 
 REL      := build/release
 TST      := build/test
-LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua
+LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua lib/lua/ledger.lua
 
 .PHONY: all test test-containers unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:
@@ -39,7 +39,7 @@ $(REL)/bench-hello: tests/bench/hello.c
 	@$(CC) $(CPPFLAGS) $(RELEASE_CFLAGS) $< -o $@ $(LDLIBS)
 
 # ---- the Redis scripts, embedded (lib/lua/README.md) ----------------------
-$(GEN)/lua_scripts.h: $(LUA) $(wildcard lib/lua/limiter_*.lua) tools/lua2c
+$(GEN)/lua_scripts.h: $(LUA) $(wildcard lib/lua/limiter_*.lua lib/lua/ledger_*.lua) tools/lua2c
 	@mkdir -p $(dir $@)
 	@echo "  LUA2C   $@"
 	@tools/lua2c $@ $(LUA)
@@ -145,7 +145,7 @@ bench-plot:
 
 lint: $(GEN)/lua_scripts.h
 	@echo "  LINT    cppcheck, clang-tidy, luacheck"
-	@out=$$(luacheck -q --no-color --config .luacheckrc $(GEN)/get.lua $(GEN)/add.lua $(GEN)/set.lua) || { echo "$$out"; exit 1; }
+	@out=$$(luacheck -q --no-color --config .luacheckrc $(GEN)/get.lua $(GEN)/add.lua $(GEN)/set.lua $(GEN)/ledger.lua) || { echo "$$out"; exit 1; }
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Ilib -I$(GEN) abacus.fcgi.c lib tests
 	@clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11 2>/dev/null

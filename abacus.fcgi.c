@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "body.h"
 #include "config.h"
+#include "decimal.h"
 #include "http.h"
 #include "idem.h"
 #include "log.h"
@@ -151,7 +152,8 @@ static void handle_post_number(struct request *r)
 	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
 		return;
 	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_add(worker.store, &r->caller, &key, number, &res), asked_at, &res);
+	         remember_refusal(r, store_add(worker.store, &r->caller, &key, number, r->request_id, &res),
+	                          asked_at, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
@@ -167,13 +169,14 @@ static void handle_post_number(struct request *r)
 	                    res.sum, "}");
 }
 
-/* PUT and DELETE; head: the reply up to the new sum. */
-static void set_sum(struct request *r, int64_t value, const char *head)
+/* PUT and DELETE (reset: the ledger's word for it); head: the reply up to the new sum. */
+static void set_sum(struct request *r, int64_t value, bool reset, const char *head)
 {
 	struct store_result res;
 	int64_t asked_at;
 	enum store_status status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_set(worker.store, &r->caller, value, &res), asked_at, &res);
+	         remember_refusal(r, store_set(worker.store, &r->caller, value, reset, r->request_id, &res),
+	                          asked_at, &res);
 
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (status == STORE_NOT_REPLICATED)
@@ -192,14 +195,97 @@ static void handle_put_sum(struct request *r)
 		return;
 	if (!body_int64_or_problem(r, "number", &number))
 		return;
-	set_sum(r, number, "{\"message\":\"Sum set successfully.\",\"new_sum\":");
+	set_sum(r, number, false, "{\"message\":\"Sum set successfully.\",\"new_sum\":");
 }
 
 static void handle_delete_sum(struct request *r)
 {
 	if (!caller_or_problem(r, AUTH_ADMIN))
 		return;
-	set_sum(r, 0, "{\"message\":\"Sum reset successfully.\",\"new_sum\":");
+	set_sum(r, 0, true, "{\"message\":\"Sum reset successfully.\",\"new_sum\":");
+}
+
+/* "<ms>-<seq>": an entry id as Redis writes them (each part 1-20 digits). */
+static bool is_entry_id(const char *s, size_t len)
+{
+	size_t ms = 0, seq;
+
+	while (ms < len && ms <= 20 && s[ms] >= '0' && s[ms] <= '9')
+		ms++;
+	if (ms == 0 || ms > 20 || ms >= len || s[ms] != '-')
+		return false;
+	for (seq = ms + 1; seq < len && s[seq] >= '0' && s[seq] <= '9'; seq++)
+		;
+	return seq == len && seq - ms - 1 >= 1 && seq - ms - 1 <= 20;
+}
+
+/* ?after=<entry id>&limit=<1..1000> (both optional; limit 100) or a 400 problem. */
+static bool ledger_query_or_problem(struct request *r, char *after, size_t cap, long *limit)
+{
+	static const char *const names[] = { "after", "limit", NULL };
+	const char *v;
+	size_t len;
+	int64_t n;
+	enum http_query q;
+
+	if (!http_query_only(r, names)) {
+		http_problem(r, PROBLEM_INVALID_QUERY, "the ledger takes after=<entry id> and limit=<1-1000>, once each");
+		return false;
+	}
+	after[0] = '\0';
+	q = http_query_get(r, "after", &v, &len);
+	if (q == HTTP_QUERY_REPEATED || (q == HTTP_QUERY_ONE && (len >= cap || !is_entry_id(v, len)))) {
+		http_problem(r, PROBLEM_INVALID_QUERY, "after must be an entry id as the ledger gives them (<ms>-<seq>)");
+		return false;
+	}
+	if (q == HTTP_QUERY_ONE) {
+		memcpy(after, v, len);
+		after[len] = '\0';
+	}
+	*limit = 100;
+	q = http_query_get(r, "limit", &v, &len);
+	if (q == HTTP_QUERY_REPEATED ||
+	    (q == HTTP_QUERY_ONE && (decimal_parse_int64(v, len, DECIMAL_REFUSE_MINUS_ZERO, &n) != DECIMAL_OK ||
+	                             n < 1 || n > STORE_LEDGER_LIMIT_MAX))) {
+		http_problem(r, PROBLEM_INVALID_QUERY, "limit must be an integer from 1 to 1000");
+		return false;
+	}
+	if (q == HTTP_QUERY_ONE)
+		*limit = (long)n;
+	return true;
+}
+
+/*
+ * GET /abacus/sum/ledger: the changes, oldest first, a page at a time.  Admin
+ * keys only (entries show key ids and Idempotency-Keys).  The page is the
+ * store's text, kept in a buffer this worker reuses.
+ */
+static void handle_get_ledger(struct request *r)
+{
+	static struct store_text page;
+	struct store_result res;
+	enum store_status status;
+	char after[48];
+	long limit;
+	int64_t asked_at;
+
+	if (!caller_or_problem(r, AUTH_ADMIN))
+		return;
+	if (!ledger_query_or_problem(r, after, sizeof(after), &limit))
+		return;
+	if (worker.cfg.ledger_retention_seconds == 0) {
+		http_problem(r, PROBLEM_LEDGER_OFF, "ABACUS_LEDGER_RETENTION_SECONDS is 0");
+		return;
+	}
+	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
+	         remember_refusal(r, store_ledger(worker.store, &r->caller, after, limit, &res, &page), asked_at, &res);
+	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
+	if (!store_ok_or_problem(r, status, false))
+		return;
+	r->resp.status = 200;
+	r->resp.content_type = "application/json";
+	r->resp.body_ext = page.text;
+	r->resp.body_len = page.len;
 }
 
 static void handle_healthz(struct request *r)
@@ -255,6 +341,8 @@ static const struct route routes[] = {
 	  { [HTTP_GET] = handle_get_sum, [HTTP_HEAD] = handle_get_sum,
 	    [HTTP_PUT] = handle_put_sum, [HTTP_DELETE] = handle_delete_sum } },
 	{ "/abacus/number", METRICS_EP_NUMBER, "POST", { [HTTP_POST] = handle_post_number } },
+	{ "/abacus/sum/ledger", METRICS_EP_LEDGER, "GET, HEAD",
+	  { [HTTP_GET] = handle_get_ledger, [HTTP_HEAD] = handle_get_ledger } },
 	{ "/healthz", METRICS_EP_HEALTHZ, "GET, HEAD",
 	  { [HTTP_GET] = handle_healthz, [HTTP_HEAD] = handle_healthz } },
 	{ "/readyz", METRICS_EP_READYZ, "GET, HEAD",

@@ -343,6 +343,8 @@ static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, 
 	       load_long(lookup, "ABACUS_IDEMPOTENCY_TTL_SECONDS", 86400, 1, 31536000,
 	                 &cfg->idempotency_ttl_seconds, err, errlen) &&
 	       load_long(lookup, "ABACUS_MAX_BODY_BYTES", 4096, 16, 1048576, &cfg->max_body_bytes, err, errlen) &&
+	       load_long(lookup, "ABACUS_LEDGER_RETENTION_SECONDS", CONFIG_LEDGER_RETENTION_DEFAULT, 0, 31536000,
+	                 &cfg->ledger_retention_seconds, err, errlen) &&
 	       load_bool(lookup, "ABACUS_RATE_LIMIT_ENABLED", true, &cfg->rate_limit_enabled, err, errlen) &&
 	       load_long(lookup, "ABACUS_RATE_LIMIT_REQUESTS", 600, 1, 1000000000,
 	                 &cfg->rate_limit_requests, err, errlen) &&
@@ -449,6 +451,7 @@ void config_log_effective(const struct config *cfg)
 	log_int(&l, "rate_limit_requests", cfg->rate_limit_requests);
 	log_int(&l, "rate_limit_window_seconds", cfg->rate_limit_window_seconds);
 	log_int(&l, "rate_limit_ipv6_prefix", cfg->rate_limit_ipv6_prefix);
+	log_int(&l, "ledger_retention_seconds", cfg->ledger_retention_seconds);
 	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
 	log_str(&l, "metrics_shm", cfg->metrics_shm);
 	log_bool(&l, "metrics_auth", cfg->metrics_auth);

@@ -25,6 +25,9 @@ struct key_list {
 	size_t count;
 };
 
+/* How long ledger entries are kept by default: as long as idempotency records (docs/OPERATIONS.md, the ledger). */
+#define CONFIG_LEDGER_RETENTION_DEFAULT 86400
+
 struct config {
 	struct redis_target redis;          /* REDIS_URL */
 	int redis_connect_timeout_ms;       /* ABACUS_REDIS_CONNECT_TIMEOUT_MS */
@@ -44,6 +47,7 @@ struct config {
 	bool rate_limit_enabled;            /* ABACUS_RATE_LIMIT_ENABLED */
 	long rate_limit_requests;           /* ABACUS_RATE_LIMIT_REQUESTS */
 	long rate_limit_window_seconds;     /* ABACUS_RATE_LIMIT_WINDOW_SECONDS */
+	long ledger_retention_seconds;      /* ABACUS_LEDGER_RETENTION_SECONDS: 0 turns the ledger off */
 	long rate_limit_ipv6_prefix;        /* ABACUS_RATE_LIMIT_IPV6_PREFIX: an IPv6 caller's network */
 	struct cidr trusted_proxies[CONFIG_PROXIES_MAX]; /* ABACUS_TRUSTED_PROXIES */
 	size_t trusted_proxy_count;

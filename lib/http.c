@@ -16,10 +16,12 @@ static const struct problem_info problems[PROBLEM_COUNT] = {
 	[PROBLEM_INVALID_NUMBER] = { 400, "invalid-number", "Invalid number" },
 	[PROBLEM_IDEMPOTENCY_KEY_MISSING] = { 400, "idempotency-key-missing", "Idempotency-Key required" },
 	[PROBLEM_IDEMPOTENCY_KEY_INVALID] = { 400, "idempotency-key-invalid", "Invalid Idempotency-Key" },
+	[PROBLEM_INVALID_QUERY] = { 400, "invalid-query", "Invalid query parameter" },
 	[PROBLEM_UNAUTHORIZED] = { 401, "unauthorized", "API key required" },
 	[PROBLEM_FORBIDDEN] = { 403, "forbidden", "API key not accepted" },
 	[PROBLEM_ADMIN_REQUIRED] = { 403, "admin-required", "Admin API key required" },
 	[PROBLEM_NOT_FOUND] = { 404, "not-found", "Not found" },
+	[PROBLEM_LEDGER_OFF] = { 404, "ledger-off", "The ledger is turned off" },
 	[PROBLEM_METHOD_NOT_ALLOWED] = { 405, "method-not-allowed", "Method not allowed" },
 	[PROBLEM_OUT_OF_RANGE] = { 409, "sum-out-of-range", "Sum would leave the int64 range" },
 	[PROBLEM_LENGTH_REQUIRED] = { 411, "length-required", "Request body required" },
@@ -173,6 +175,70 @@ bool http_path_is(const struct request *r, const char *route)
 	size_t n = strlen(route);
 
 	return r->path_len == n && memcmp(r->path, route, n) == 0;
+}
+
+/* The query's pairs, one at a time: *at walks "a=1&b=2"; false at its end. */
+static bool next_pair(const char **at, const char *end, const char **name, size_t *name_len,
+                      const char **value, size_t *value_len)
+{
+	const char *amp, *eq;
+
+	while (*at < end && **at == '&')
+		(*at)++;
+	if (*at >= end)
+		return false;
+	amp = memchr(*at, '&', (size_t)(end - *at));
+	if (amp == NULL)
+		amp = end;
+	eq = memchr(*at, '=', (size_t)(amp - *at));
+	*name = *at;
+	*name_len = (size_t)((eq != NULL ? eq : amp) - *at);
+	*value = eq != NULL ? eq + 1 : NULL;
+	*value_len = eq != NULL ? (size_t)(amp - eq - 1) : 0;
+	*at = amp;
+	return true;
+}
+
+static const char *query_end(const struct request *r, const char **start)
+{
+	const char *q = r->path + r->path_len;
+
+	*start = *q == '?' ? q + 1 : q;
+	return *start + strlen(*start);
+}
+
+enum http_query http_query_get(const struct request *r, const char *name, const char **value, size_t *len)
+{
+	const char *at, *end = query_end(r, &at), *n, *v;
+	size_t nl, vl, want = strlen(name);
+	enum http_query found = HTTP_QUERY_ABSENT;
+
+	while (next_pair(&at, end, &n, &nl, &v, &vl)) {
+		if (nl != want || memcmp(n, name, nl) != 0)
+			continue;
+		if (found == HTTP_QUERY_ONE)
+			return HTTP_QUERY_REPEATED;
+		found = HTTP_QUERY_ONE;
+		*value = v != NULL ? v : "";
+		*len = vl;
+	}
+	return found;
+}
+
+bool http_query_only(const struct request *r, const char *const *names)
+{
+	const char *at, *end = query_end(r, &at), *n, *v;
+	size_t nl, vl;
+
+	while (next_pair(&at, end, &n, &nl, &v, &vl)) {
+		bool known = false;
+
+		for (const char *const *k = names; *k != NULL && !known; k++)
+			known = strlen(*k) == nl && memcmp(*k, n, nl) == 0;
+		if (!known || v == NULL)
+			return false;
+	}
+	return true;
 }
 
 void http_add_header(struct request *r, const char *name, const char *value)

@@ -33,10 +33,12 @@ enum problem {
 	PROBLEM_INVALID_NUMBER,         /* 400 "number" missing, wrong type or out of int64 */
 	PROBLEM_IDEMPOTENCY_KEY_MISSING,/* 400 POST without Idempotency-Key */
 	PROBLEM_IDEMPOTENCY_KEY_INVALID,/* 400 Idempotency-Key not 1-255 visible ASCII */
+	PROBLEM_INVALID_QUERY,          /* 400 a query parameter unknown, repeated or out of range */
 	PROBLEM_UNAUTHORIZED,           /* 401 X-API-Key missing */
 	PROBLEM_FORBIDDEN,              /* 403 X-API-Key unknown */
 	PROBLEM_ADMIN_REQUIRED,         /* 403 valid key, but not an admin key */
 	PROBLEM_NOT_FOUND,              /* 404 unknown path */
+	PROBLEM_LEDGER_OFF,             /* 404 the ledger is turned off (ABACUS_LEDGER_RETENTION_SECONDS=0) */
 	PROBLEM_METHOD_NOT_ALLOWED,     /* 405 known path, other method */
 	PROBLEM_OUT_OF_RANGE,           /* 409 the sum would leave int64 */
 	PROBLEM_LENGTH_REQUIRED,        /* 411 body required but absent */
@@ -111,6 +113,17 @@ const char *http_param(const struct request *r, const char *name);
 
 /* True if path equals the NUL-terminated route. */
 bool http_path_is(const struct request *r, const char *route);
+
+/*
+ * The request's query (REQUEST_URI after '?', raw: no percent-decoding; the
+ * API's parameters need none).  http_query_get finds parameter name:
+ * HTTP_QUERY_ONE with *value and *len set, HTTP_QUERY_ABSENT, or
+ * HTTP_QUERY_REPEATED.  http_query_only is false when a parameter is not
+ * one of names (NULL-terminated), or a pair has no '='.
+ */
+enum http_query { HTTP_QUERY_ABSENT, HTTP_QUERY_ONE, HTTP_QUERY_REPEATED };
+enum http_query http_query_get(const struct request *r, const char *name, const char **value, size_t *len);
+bool http_query_only(const struct request *r, const char *const *names);
 
 /* Adds a response header.  Values with CR/LF are dropped (never reflected). */
 void http_add_header(struct request *r, const char *name, const char *value);

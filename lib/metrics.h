@@ -24,12 +24,13 @@
 #include "http.h"
 
 /* The segment's layout (metrics_shm.h header, then the counters); bump it with any change. */
-#define METRICS_LAYOUT_VERSION 2
+#define METRICS_LAYOUT_VERSION 3
 
 /* The endpoint label: a route, or "other". */
 enum metrics_endpoint {
 	METRICS_EP_SUM,
 	METRICS_EP_NUMBER,
+	METRICS_EP_LEDGER,
 	METRICS_EP_HEALTHZ,
 	METRICS_EP_READYZ,
 	METRICS_EP_METRICS,
@@ -42,6 +43,7 @@ enum metrics_redis_op {
 	METRICS_OP_GET,         /* EVALSHA of the get script */
 	METRICS_OP_ADD,         /* EVALSHA of the add script */
 	METRICS_OP_SET,         /* EVALSHA of the set script */
+	METRICS_OP_LEDGER,      /* EVALSHA of the ledger (read) script */
 	METRICS_OP_PING,        /* PING (readiness) */
 	METRICS_OP_CONNECT,     /* connect + AUTH/SELECT/SCRIPT LOAD pipeline */
 	METRICS_OP_SCRIPT_LOAD, /* SCRIPT LOAD after NOSCRIPT */

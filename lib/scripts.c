@@ -23,7 +23,7 @@ struct lua_origin {
 #define OP_TTL_MARGIN_S 60
 
 /*
- * GET alone is `allow-oom`: a full Redis (noeviction) still answers reads,
+ * The reads (GET, the ledger) are `allow-oom`: a full Redis (noeviction) still answers reads,
  * and lets a read record its one small limiter entry (at most the limit per
  * caller, gone a window later); additions and sets are refused before they run.
  */
@@ -39,6 +39,8 @@ static const struct {
 	                 sizeof(lua_origins_add) / sizeof(lua_origins_add[0]) },
 	[SCRIPT_SET] = { "", lua_script_set, lua_origins_set,
 	                 sizeof(lua_origins_set) / sizeof(lua_origins_set[0]) },
+	[SCRIPT_LEDGER] = { " flags=allow-oom", lua_script_ledger, lua_origins_ledger,
+	                    sizeof(lua_origins_ledger) / sizeof(lua_origins_ledger[0]) },
 };
 
 bool scripts_format(enum script_id id, const struct script_settings *settings, char *out, size_t cap)
@@ -50,9 +52,11 @@ bool scripts_format(enum script_id id, const struct script_settings *settings, c
 	/* Only the header goes through printf: the bodies hold '%d' of their own. */
 	int n = snprintf(out, cap,
 	                 "#!lua%s\n"
-	                 "local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS = %ld, %lld, '%lld', '%ld', '%ld', %s\n",
+	                 "local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS, LEDGER_MS = "
+	                 "%ld, %lld, '%lld', '%ld', '%ld', %s, %lld\n",
 	                 scripts[id].flags, settings->rate_limit_requests, window_us, window_us / 1000, ttl,
-	                 op_ttl, settings->wait_for_replicas ? "true" : "false");
+	                 op_ttl, settings->wait_for_replicas ? "true" : "false",
+	                 (long long)settings->ledger_retention_seconds * 1000LL);
 
 	if (n < 0 || (size_t)n + body_len >= cap)
 		return false;

@@ -4,7 +4,7 @@
 /*
  * The Redis scripts (the files of lib/lua, embedded at build time by tools/lua2c)
  * and their header.  Each script is "#!lua [flags]", a line of constants of
- * this configuration (limit, window, TTLs, WAIT or not: parsed once when
+ * this configuration (limit, window, TTLs, WAIT or not, the ledger's retention: parsed once when
  * Redis compiles the script, not per call), then the body.  Another
  * configuration is another text, hence another SHA: both run side by side.
  */
@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_COUNT };
+enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_LEDGER, SCRIPT_COUNT };
 
 /* The settings that become the header's constants. */
 struct script_settings {
@@ -21,6 +21,7 @@ struct script_settings {
 	long idempotency_ttl_seconds;
 	int request_deadline_ms;        /* connect + command timeout */
 	bool wait_for_replicas;
+	long ledger_retention_seconds;  /* 0: no ledger */
 };
 
 #define SCRIPT_MAX 8192         /* a script's whole text (the longest is ~3,000 bytes) */

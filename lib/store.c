@@ -23,6 +23,7 @@ struct store {
 	struct store_options opt;
 	char prefix[CONFIG_PREFIX_MAX + 1];
 	char sum_key[KEY_MAX];          /* {prefix}:sum */
+	char ledger_key[KEY_MAX];       /* {prefix}:ledger */
 	/* Attempt tokens (see lib/store.h, resends): a random start, then one per change. */
 	uint64_t token_next;
 	struct transport tr;            /* the connection, and the scripts it loads */
@@ -64,6 +65,7 @@ void store_options_from_config(struct store_options *opt, const struct config *c
 	opt->rate_limit_window_seconds = cfg->rate_limit_window_seconds;
 	opt->min_replicas = cfg->redis_min_replicas;
 	opt->wait_timeout_ms = cfg->redis_wait_timeout_ms;
+	opt->ledger_retention_seconds = cfg->ledger_retention_seconds;
 }
 
 struct store *store_new(const struct store_options *opt)
@@ -77,6 +79,7 @@ struct store *store_new(const struct store_options *opt)
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
+	snprintf(store->ledger_key, sizeof(store->ledger_key), "{%s}:ledger", store->prefix);
 	store->tr.slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ transport_now_us();
@@ -91,6 +94,7 @@ struct store *store_new(const struct store_options *opt)
 	settings.idempotency_ttl_seconds = opt->idempotency_ttl_seconds;
 	settings.request_deadline_ms = opt->connect_timeout_ms + opt->command_timeout_ms;
 	settings.wait_for_replicas = opt->min_replicas > 0;
+	settings.ledger_retention_seconds = opt->ledger_retention_seconds;
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
 		if (!scripts_format((enum script_id)i, &settings, store->tr.script[i], sizeof(store->tr.script[i]))) {
 			free(store);
@@ -168,6 +172,25 @@ static void log_script_error(enum script_id id, const char *op, const char *erro
 	}
 }
 
+/* The ledger's page into page's buffer (grown as needed); false when out of memory. */
+static bool copy_page(const char *text, size_t len, struct store_text *page)
+{
+	if (page == NULL)
+		return false;
+	if (len + 1 > page->cap) {
+		char *grown = realloc(page->text, len + 1);
+
+		if (grown == NULL)
+			return false;
+		page->text = grown;
+		page->cap = len + 1;
+	}
+	memcpy(page->text, text, len);
+	page->text[len] = '\0';
+	page->len = len;
+	return true;
+}
+
 static enum store_status decode_reply(const redisReply *reply, const struct store *store,
                                       struct store_result *res, enum script_id id, const char *op)
 {
@@ -213,6 +236,9 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 		transport_log_error(op, "unexpected reply");
 		return STORE_UNAVAILABLE;
 	}
+	/* The ledger's page is the rest of the reply, handed over as it is. */
+	if (id == SCRIPT_LEDGER && status == STORE_OK)
+		return copy_page(at, (size_t)(end - at), res->page) ? STORE_OK : STORE_UNAVAILABLE;
 	/* The sum is the rest of the reply: a corrupt one, even with spaces, is not an integer. */
 	if ((status == STORE_OK || status == STORE_REPLAYED) &&
 	    !store_parse_int64(at, (size_t)(end - at), &res->sum))
@@ -331,10 +357,10 @@ static size_t op_key(const struct store *store, const char *token, char *out)
 	return (size_t)(at - out);
 }
 
-/* One change's arguments (10 at most: add's). */
+/* One change's arguments (14 at most: add's). */
 struct change {
-	const char *argv[10];
-	size_t argvlen[10];
+	const char *argv[14];
+	size_t argvlen[14];
 	char rl[RATELIMIT_KEY_MAX];
 	char record[KEY_MAX];           /* the idempotency record, or the op key */
 	char number[DECIMAL_MAX];
@@ -348,9 +374,15 @@ static void put_arg(struct script_call *call, int i, const char *text, size_t le
 	call->argvlen[i] = len;
 }
 
+static void put_str(struct script_call *call, int i, const char *text)
+{
+	put_arg(call, i, text, strlen(text));
+}
+
 /*
- * The call of a change: KEYS sum, (record: the caller's), rl; a fresh
- * attempt token and the resend flag at the ARGV positions given.
+ * The call of a change: KEYS sum, (record: the caller's), rl, ledger; ARGV
+ * from 7: (the number: the caller's), then a fresh attempt token and the
+ * resend flag at token_at, token_at + 1.
  */
 static void start_change(struct store *store, const struct caller *caller, struct change *ch,
                          struct script_call *call, enum script_id id, int argc, int token_at)
@@ -358,48 +390,82 @@ static void start_change(struct store *store, const struct caller *caller, struc
 	memset(call, 0, sizeof(*call));
 	call->id = id;
 	call->argc = argc;
-	call->nkeys = 3;
+	call->nkeys = 4;
 	/* cppcheck-suppress ctuuninitvar ; the arrays' addresses, filled below and by the caller */
 	call->argv = ch->argv;
 	call->argvlen = ch->argvlen;
 	call->changes = true;
 	call->wait = store->opt.min_replicas > 0;
-	put_arg(call, 3, store->sum_key, strlen(store->sum_key));
+	put_str(call, 3, store->sum_key);
 	put_arg(call, 5, ch->rl, ratelimit_key(store->prefix, caller, ch->rl));
+	put_str(call, 6, store->ledger_key);
 	put_arg(call, token_at, ch->token, next_token(store, ch->token));
 	strcpy(ch->resend, "0");
 	call->resend_arg = token_at + 1;
 	put_arg(call, call->resend_arg, ch->resend, 1);
 }
 
-enum store_status store_add(struct store *store, const struct caller *caller,
-                            const struct idem_key *key, int64_t delta, struct store_result *res)
+/* The ledger's "key": the API key id, "-" with auth off. */
+static const char *ledger_key_id(const struct caller *caller)
 {
-	struct script_call call;
-	struct change ch;
-
-	memset(res, 0, sizeof(*res));
-	/* ARGV: delta, use_idem, tok, resend (lib/lua/add.lua). */
-	start_change(store, caller, &ch, &call, SCRIPT_ADD, 10, 8);
-	put_arg(&call, 4, ch.record, key->len > 0 ? idem_key_name(store, caller, key, ch.record)
-	                                          : op_key(store, ch.token, ch.record));
-	put_arg(&call, 6, ch.number, decimal_format(ch.number, delta));
-	put_arg(&call, 7, key->len > 0 ? "1" : "0", 1);
-	return finish(call_run(&store->tr, &call), store, &call, res, "add");
+	return caller->key_id[0] != '\0' ? caller->key_id : "-";
 }
 
-enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
+enum store_status store_add(struct store *store, const struct caller *caller,
+                            const struct idem_key *key, int64_t delta, const char *request_id,
                             struct store_result *res)
 {
 	struct script_call call;
 	struct change ch;
 
 	memset(res, 0, sizeof(*res));
-	/* ARGV: value, tok, resend (lib/lua/set.lua). */
-	start_change(store, caller, &ch, &call, SCRIPT_SET, 9, 7);
+	/* ARGV: delta, use_idem, tok, resend, key id, request id, Idempotency-Key (lib/lua/add.lua). */
+	start_change(store, caller, &ch, &call, SCRIPT_ADD, 14, 9);
+	put_arg(&call, 4, ch.record, key->len > 0 ? idem_key_name(store, caller, key, ch.record)
+	                                          : op_key(store, ch.token, ch.record));
+	put_arg(&call, 7, ch.number, decimal_format(ch.number, delta));
+	put_arg(&call, 8, key->len > 0 ? "1" : "0", 1);
+	put_str(&call, 11, ledger_key_id(caller));
+	put_str(&call, 12, request_id != NULL ? request_id : "");
+	put_arg(&call, 13, key->len > 0 ? key->text : "", key->len > 0 ? key->len : 0);
+	return finish(call_run(&store->tr, &call), store, &call, res, "add");
+}
+
+enum store_status store_set(struct store *store, const struct caller *caller, int64_t value, bool reset,
+                            const char *request_id, struct store_result *res)
+{
+	struct script_call call;
+	struct change ch;
+
+	memset(res, 0, sizeof(*res));
+	/* ARGV: value, tok, resend, op, key id, request id (lib/lua/set.lua). */
+	start_change(store, caller, &ch, &call, SCRIPT_SET, 13, 8);
 	put_arg(&call, 4, ch.record, op_key(store, ch.token, ch.record));
-	put_arg(&call, 6, ch.number, decimal_format(ch.number, value));
+	put_arg(&call, 7, ch.number, decimal_format(ch.number, value));
+	put_str(&call, 10, reset ? "reset" : "set");
+	put_str(&call, 11, ledger_key_id(caller));
+	put_str(&call, 12, request_id != NULL ? request_id : "");
 	return finish(call_run(&store->tr, &call), store, &call, res, "set");
+}
+
+enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,
+                               long limit, struct store_result *res, struct store_text *page)
+{
+	char rl[RATELIMIT_KEY_MAX];
+	char count[DECIMAL_MAX];
+	const char *argv[7];
+	size_t argvlen[7];
+	struct script_call call = { .id = SCRIPT_LEDGER, .argc = 7, .nkeys = 2, .argv = argv,
+	                            .argvlen = argvlen };
+
+	memset(res, 0, sizeof(*res));
+	res->page = page;
+	/* KEYS: ledger, rl.  ARGV: after ('-': from the oldest), count (lib/lua/ledger.lua). */
+	put_str(&call, 3, store->ledger_key);
+	put_arg(&call, 4, rl, ratelimit_key(store->prefix, caller, rl));
+	put_str(&call, 5, after[0] != '\0' ? after : "-");
+	put_arg(&call, 6, count, decimal_format(count, limit));
+	return finish(call_run(&store->tr, &call), store, &call, res, "ledger");
 }
 
 enum store_status store_ping(struct store *store)

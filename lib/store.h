@@ -39,11 +39,14 @@
 
 struct store;
 
+struct store_text;
+
 /* What an operation returns besides its status. */
 struct store_result {
 	int64_t sum;            /* the sum after (or, for a replay, at) the operation */
 	bool replayed;          /* a replay (also when the status is STORE_NOT_REPLICATED) */
 	struct ratelimit_budget budget; /* the limiter's verdict (budget.limited: it ran) */
+	struct store_text *page;        /* store_ledger's: where the page goes */
 };
 
 /* Options copied at store_new(). */
@@ -57,6 +60,14 @@ struct store_options {
 	long rate_limit_window_seconds;
 	int min_replicas;               /* > 0: WAIT for that many replicas after each write */
 	int wait_timeout_ms;            /* WAIT's timeout */
+	long ledger_retention_seconds;  /* how long ledger entries are kept; 0: no ledger */
+};
+
+/* A text the store hands back (the ledger's page): grown as needed, freed by its owner. */
+struct store_text {
+	char *text;
+	size_t len;
+	size_t cap;
 };
 
 /* Fills options from a loaded config. */
@@ -81,14 +92,25 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 
 /*
  * Adds delta exactly once per idempotency key (key->len == 0: no key, always
- * applied).  Keys are scoped by caller->key_id.
+ * applied).  Keys are scoped by caller->key_id.  An applied addition appends
+ * its ledger entry in the same script (request_id: the entry's "req").
  */
 enum store_status store_add(struct store *store, const struct caller *caller,
-                            const struct idem_key *key, int64_t delta, struct store_result *res);
-
-/* Sets the sum to value (PUT; DELETE sets 0). */
-enum store_status store_set(struct store *store, const struct caller *caller, int64_t value,
+                            const struct idem_key *key, int64_t delta, const char *request_id,
                             struct store_result *res);
+
+/* Sets the sum to value (PUT; DELETE sets 0: reset, as the ledger says). */
+enum store_status store_set(struct store *store, const struct caller *caller, int64_t value, bool reset,
+                            const char *request_id, struct store_result *res);
+
+/*
+ * Up to limit ledger entries after the entry id `after` ("" from the oldest),
+ * oldest first, as the JSON object {"entries":[...],"next":...} into page
+ * (docs/API.md, the ledger).  Goes through the rate limiter like every read.
+ */
+#define STORE_LEDGER_LIMIT_MAX 1000
+enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,
+                               long limit, struct store_result *res, struct store_text *page);
 
 /*
  * PING within the timeouts (readiness), with INFO memory in the same round

@@ -93,14 +93,14 @@ START_TEST(test_store_add_replay_and_conflict)
 	struct store_result res;
 	struct idem_key k1 = key("k1"), k2 = key("k2");
 
-	ck_assert_int_eq(store_add(s, &alice, &k1, 5, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k1, 5, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 5);
-	ck_assert_int_eq(store_add(s, &alice, &k2, -7, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k2, -7, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, -2);
 	/* The replay answers the sum at the time of the first addition. */
-	ck_assert_int_eq(store_add(s, &alice, &k1, 5, &res), STORE_REPLAYED);
+	ck_assert_int_eq(store_add(s, &alice, &k1, 5, "req-test", &res), STORE_REPLAYED);
 	ck_assert_int_eq(res.sum, 5);
-	ck_assert_int_eq(store_add(s, &alice, &k1, 6, &res), STORE_KEY_CONFLICT);
+	ck_assert_int_eq(store_add(s, &alice, &k1, 6, "req-test", &res), STORE_KEY_CONFLICT);
 	ck_assert_int_eq(sum_of(s), -2);
 	store_free(s);
 }
@@ -112,8 +112,8 @@ START_TEST(test_store_keys_are_scoped_per_caller)
 	struct store_result res;
 	struct idem_key k = key("same");
 
-	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_OK);
-	ck_assert_int_eq(store_add(s, &bob, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req-test", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &bob, &k, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 2);
 	store_free(s);
 }
@@ -125,8 +125,8 @@ START_TEST(test_store_without_key_always_applies)
 	struct store_result res;
 	struct idem_key none = { NULL, 0 };
 
-	ck_assert_int_eq(store_add(s, &alice, &none, 3, &res), STORE_OK);
-	ck_assert_int_eq(store_add(s, &alice, &none, 3, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 3, "req-test", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 3, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 6);
 	store_free(s);
 }
@@ -159,9 +159,9 @@ START_TEST(test_store_is_exact_at_int64_edges)
 	struct idem_key k = key("edge");
 	enum store_status st;
 
-	ck_assert_int_eq(store_set(s, &alice, edges[_i].start, &res), STORE_OK);
+	ck_assert_int_eq(store_set(s, &alice, edges[_i].start, false, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, edges[_i].start);
-	st = store_add(s, &alice, &k, edges[_i].delta, &res);
+	st = store_add(s, &alice, &k, edges[_i].delta, "req-test", &res);
 	ck_assert_msg(st == edges[_i].want, "%" PRId64 " + %" PRId64 ": want %s, got %s",
 	              edges[_i].start, edges[_i].delta, store_strerror(edges[_i].want), store_strerror(st));
 	ck_assert_msg(sum_of(s) == edges[_i].end, "%" PRId64 " + %" PRId64 ": want sum %" PRId64
@@ -171,8 +171,8 @@ START_TEST(test_store_is_exact_at_int64_edges)
 		              edges[_i].start, edges[_i].delta, res.sum);
 	if (st == STORE_OVERFLOW) {
 		/* A refused key stays unused: a retry is evaluated afresh. */
-		ck_assert_int_eq(store_set(s, &alice, 0, &res), STORE_OK);
-		ck_assert_int_eq(store_add(s, &alice, &k, edges[_i].delta, &res), STORE_OK);
+		ck_assert_int_eq(store_set(s, &alice, 0, false, "req-test", &res), STORE_OK);
+		ck_assert_int_eq(store_add(s, &alice, &k, edges[_i].delta, "req-test", &res), STORE_OK);
 		ck_assert_int_eq(res.sum, edges[_i].delta);
 	}
 	store_free(s);
@@ -198,13 +198,13 @@ START_TEST(test_store_corrupt_sum_is_reported_not_reset)
 	snprintf(name, sizeof(name), "{%s}:sum", prefix);
 	freeReplyObject(redisCommand(c, "SET %s %s", name, corrupt_sums[_i]));
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_NOT_INTEGER);
-	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_NOT_INTEGER);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req-test", &res), STORE_NOT_INTEGER);
 	r = redisCommand(c, "GET %s", name);
 	ck_assert_str_eq(r->str, corrupt_sums[_i]);
 	freeReplyObject(r);
 	/* The key was not recorded: after a repair it applies. */
-	ck_assert_int_eq(store_set(s, &alice, 10, &res), STORE_OK);
-	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_set(s, &alice, 10, false, "req-test", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 11);
 	redisFree(c);
 	store_free(s);
@@ -219,7 +219,7 @@ START_TEST(test_store_reloads_scripts_after_flush)
 
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
 	freeReplyObject(raw("SCRIPT %s", "FLUSH"));
-	ck_assert_int_eq(store_add(s, &alice, &k, 4, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 4, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 4);
 	store_free(s);
 }
@@ -232,22 +232,22 @@ START_TEST(test_store_rate_limit_refuses_without_effect)
 	struct idem_key none = { NULL, 0 };
 	struct idem_key k = key("limited");
 
-	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert(res.budget.limited);
 	ck_assert_int_eq(res.budget.remaining, 2);
 	ck_assert_int_eq(res.budget.reset_seconds, 60);
-	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.budget.remaining, 1);
-	ck_assert_int_eq(store_add(s, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.budget.remaining, 0);
-	ck_assert_int_eq(store_add(s, &alice, &k, 1, &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req-test", &res), STORE_RATE_LIMITED);
 	ck_assert_int_ge(res.budget.retry_after_seconds, 59);
 	ck_assert_int_le(res.budget.retry_after_seconds, 60);
 	ck_assert_int_eq(res.budget.remaining, 0);
 	/* Bob has his own budget; the refused key was not recorded. */
 	ck_assert_int_eq(store_get(s, &bob, &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 3);
-	ck_assert_int_eq(store_add(s, &bob, &k, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &bob, &k, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.sum, 4);
 	store_free(s);
 }
@@ -391,12 +391,12 @@ START_TEST(test_store_two_configurations_share_one_redis)
 	struct store_result res;
 	struct idem_key none = { NULL, 0 };
 
-	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(two, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.budget.remaining, 1);
-	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(five, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.budget.remaining, 3);      /* the same log: two admissions in it */
-	ck_assert_int_eq(store_add(two, &alice, &none, 1, &res), STORE_RATE_LIMITED);
-	ck_assert_int_eq(store_add(five, &alice, &none, 1, &res), STORE_OK);
+	ck_assert_int_eq(store_add(two, &alice, &none, 1, "req-test", &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(store_add(five, &alice, &none, 1, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(res.budget.remaining, 2);
 	ck_assert_int_eq(res.sum, 3);
 	store_free(two);

@@ -150,11 +150,11 @@ START_TEST(test_lost_reply_of_an_addition_is_resent_and_recognised)
 	struct store_result res;
 
 	proxy("ARM drop script:add 1 0", NULL, 0);
-	ck_assert_int_eq(store_add(s, &alice, &k, 7, &res), STORE_OK);   /* not REPLAYED */
+	ck_assert_int_eq(store_add(s, &alice, &k, 7, "req-test", &res), STORE_OK);   /* not REPLAYED */
 	ck_assert_int_eq(res.sum, 7);
 	ck_assert_int_eq(redis_sum(), 7);
 	/* The client's own repeat is a replay. */
-	ck_assert_int_eq(store_add(s, &alice, &k, 7, &res), STORE_REPLAYED);
+	ck_assert_int_eq(store_add(s, &alice, &k, 7, "req-test", &res), STORE_REPLAYED);
 	ck_assert_int_eq(redis_sum(), 7);
 	store_free(s);
 }
@@ -167,7 +167,7 @@ START_TEST(test_lost_reply_of_a_keyless_addition_applies_once)
 	struct store_result res;
 
 	proxy("ARM drop script:add 1 0", NULL, 0);
-	ck_assert_int_eq(store_add(s, &alice, &none, 3, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 3, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(redis_sum(), 3);
 	store_free(s);
 }
@@ -184,7 +184,7 @@ START_TEST(test_lost_reply_of_a_set_is_not_set_again)
 	snprintf(incr, sizeof(incr), "INCRBY {%s}:sum 5", prefix);
 	proxy("ARM drop script:set 1 wait", NULL, 0);
 	t = start_meanwhile(incr);
-	ck_assert_int_eq(store_set(s, &alice, 100, &res), STORE_OK);
+	ck_assert_int_eq(store_set(s, &alice, 100, false, "req-test", &res), STORE_OK);
 	pthread_join(t, NULL);
 	ck_assert_int_eq(res.sum, 100);
 	ck_assert_int_eq(redis_sum(), 105);
@@ -200,9 +200,9 @@ START_TEST(test_resend_at_the_rate_limit_is_recognised)
 
 	proxy("ARM drop script:add 1 0", NULL, 0);
 	/* The first attempt took the last one: the resend must not be refused. */
-	ck_assert_int_eq(store_add(s, &alice, &k, 6, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 6, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(redis_sum(), 6);
-	ck_assert_int_eq(store_add(s, &alice, &k, 6, &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(store_add(s, &alice, &k, 6, "req-test", &res), STORE_RATE_LIMITED);
 	store_free(s);
 }
 END_TEST
@@ -217,7 +217,7 @@ START_TEST(test_resend_refused_by_a_full_redis_is_unknown)
 	proxy("ARM drop script:add 1 wait", NULL, 0);
 	t = start_meanwhile("CONFIG SET maxmemory 1");
 	/* The first attempt ran; the resend is refused before it runs: unknown, not "full". */
-	ck_assert_int_eq(store_add(s, &alice, &k, 2, &res), STORE_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(store_add(s, &alice, &k, 2, "req-test", &res), STORE_OUTCOME_UNKNOWN);
 	pthread_join(t, NULL);
 	redis_do("CONFIG SET maxmemory 0");
 	ck_assert_int_eq(redis_sum(), 2);
@@ -233,7 +233,7 @@ START_TEST(test_lost_reply_twice_is_unknown)
 
 	proxy("ARM drop script:add 1 0", NULL, 0);
 	proxy("ARM drop script:add 1 0", NULL, 0);
-	ck_assert_int_eq(store_add(s, &alice, &k, 3, &res), STORE_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(store_add(s, &alice, &k, 3, "req-test", &res), STORE_OUTCOME_UNKNOWN);
 	ck_assert_int_eq(redis_sum(), 3);
 	store_free(s);
 }
@@ -246,10 +246,10 @@ START_TEST(test_reset_before_redis_is_resent)
 	struct store_result res;
 
 	proxy("ARM reset script:add 1", NULL, 0);
-	ck_assert_int_eq(store_add(s, &alice, &k, 4, &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 4, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(redis_sum(), 4);
 	proxy("ARM reset script:set 1", NULL, 0);
-	ck_assert_int_eq(store_set(s, &alice, 9, &res), STORE_OK);
+	ck_assert_int_eq(store_set(s, &alice, 9, false, "req-test", &res), STORE_OK);
 	ck_assert_int_eq(redis_sum(), 9);
 	store_free(s);
 }
@@ -262,13 +262,13 @@ START_TEST(test_late_reply_is_an_unknown_outcome)
 	struct store_result res;
 
 	proxy("ARM hold script:add 1 2500", NULL, 0);
-	ck_assert_int_eq(store_add(s, &alice, &k, 9, &res), STORE_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(store_add(s, &alice, &k, 9, "req-test", &res), STORE_OUTCOME_UNKNOWN);
 	for (int i = 0; i < 50 && redis_sum() != 9; i++)
 		usleep(100000);
 	ck_assert_int_eq(redis_sum(), 9);              /* it did run */
 	/* The retry with the same key replays (after the backoff pause). */
 	for (int i = 0; i < 50; i++) {
-		enum store_status st = store_add(s, &alice, &k, 9, &res);
+		enum store_status st = store_add(s, &alice, &k, 9, "req-test", &res);
 
 		if (st != STORE_UNAVAILABLE) {
 			ck_assert_int_eq(st, STORE_REPLAYED);
@@ -294,11 +294,11 @@ START_TEST(test_refused_connection_changes_nothing)
 	proxy("REFUSE on", NULL, 0);
 	proxy("KILL", NULL, 0);
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_UNAVAILABLE);  /* meets the reset */
-	ck_assert_int_eq(store_add(s, &alice, &k, 5, &res), STORE_UNAVAILABLE);
-	ck_assert_int_eq(store_set(s, &alice, 5, &res), STORE_UNAVAILABLE);
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req-test", &res), STORE_UNAVAILABLE);
+	ck_assert_int_eq(store_set(s, &alice, 5, false, "req-test", &res), STORE_UNAVAILABLE);
 	ck_assert_int_eq(redis_sum(), 0);
 	proxy("REFUSE off", NULL, 0);
-	for (int i = 0; i < 50 && store_add(s, &alice, &k, 5, &res) != STORE_OK; i++)
+	for (int i = 0; i < 50 && store_add(s, &alice, &k, 5, "req-test", &res) != STORE_OK; i++)
 		usleep(100000);
 	ck_assert_int_eq(redis_sum(), 5);
 	store_free(s);

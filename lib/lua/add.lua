@@ -1,6 +1,7 @@
 -- abacus:add
--- KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl.
--- ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0').
+-- KEYS: sum, idem (or, without a key, {prefix}:op:<tok>), rl, ledger.
+-- ARGV: delta, use_idem ('1' or '0'), tok, resend ('1' or '0'), key id,
+-- request id, Idempotency-Key ('' without one).
 -- The record is "<delta> <sum after> <tok>"; a replay returns that sum, a
 -- resend that finds its own token answers ok before the limiter (lib/store.h:
 -- resends).  The sum never passes through a Lua number (SPEC 3).
@@ -35,6 +36,7 @@ else
   else
     local s = redis.call('GET', KEYS[1])
     redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or OP_TTL)
+--@include ledger_append.lua LEDGER=KEYS[4] OP='add' N=ARGV[1] SUM=s KEY=ARGV[5] IDEM=ARGV[7] REQ=ARGV[6]
     reply = 'ok ' .. left .. ' ' .. s
   end
 end

@@ -1,5 +1,6 @@
 -- abacus:set
--- KEYS: sum, {prefix}:op:<tok>, rl.  ARGV: value, tok, resend.  A resend
+-- KEYS: sum, {prefix}:op:<tok>, rl, ledger.  ARGV: value, tok, resend,
+-- op ('set' or 'reset': the ledger's), key id, request id.  A resend
 -- whose token is recorded was applied: it sets nothing again, before the
 -- limiter; with WAITS it rewrites the token so that WAIT has a write to confirm.
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
@@ -9,5 +10,6 @@ end
 --@include limiter_budget.lua RL=KEYS[3]
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)
+--@include ledger_append.lua LEDGER=KEYS[4] OP=ARGV[4] N=ARGV[1] SUM=ARGV[1] KEY=ARGV[5] IDEM='' REQ=ARGV[6]
 local reply = 'ok ' .. left .. ' ' .. ARGV[1]
 --@include limiter_admit.lua RL=KEYS[3]
