@@ -146,6 +146,7 @@ sed -e "s/127.0.0.1:8001/127.0.0.1:$P1/; s/127.0.0.1:8002/127.0.0.1:$P2/" \
     -e 's/scrape_interval: 5s/scrape_interval: 1s/; s/scrape_timeout: 2s/scrape_timeout: 1s/' \
     -e 's|    # authorization:|    authorization:|; s|    #   type: Bearer|      type: Bearer|' \
     -e "s|    #   credentials_file: .*|      credentials_file: $TMP/metrics-key|" \
+    -e "s|^  - prometheus/abacus-rules.yml|  - $ROOT/conf/prometheus/abacus-rules.yml|" \
     "$ROOT/conf/prometheus.yml" >"$TMP/prometheus.yml"
 check "conf/prometheus.yml is valid" 0 "$(promtool check config "$TMP/prometheus.yml" >/dev/null 2>&1; echo $?)"
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prom-data" \

@@ -2,8 +2,9 @@
 # Installs what abacus builds, runs and tests with, if missing.
 #   tools/deps.sh        Debian packages (`make deps`, and so `make run`)
 #   tools/deps.sh test   the same, plus the test-only tools: valgrind, the
-#                        fuzzers' clang runtime, git, and the OpenAPI linter
-#                        (@redocly/cli, from the npm registry, into build/tools)
+#                        fuzzers' clang runtime, git, systemd's offline tools,
+#                        and the OpenAPI linter (@redocly/cli, from the npm
+#                        registry, into build/tools)
 #   tools/deps.sh containers   the container engine `make test-containers`
 #                        uses: podman (with runc), podman-compose, mmdebstrap
 # `make test` uses the second form: no suite downloads anything.
@@ -20,7 +21,7 @@ packages=(
   curl procps iproute2 util-linux python3 # the stack script (ss, setpriv), tests
   python3-yaml python3-jsonschema         # compose file and OpenAPI checks
   cppcheck clang-tidy                     # lint
-  prometheus wrk gnuplot-nox              # metrics tests, benchmarks, the plot
+  prometheus wrk gnuplot-nox              # metrics tests and promtool (it_ops), benchmarks, the plot
 )
 if [ "${1:-}" = test ]; then
   packages+=(
@@ -28,6 +29,7 @@ if [ "${1:-}" = test ]; then
     lua-check                             # make lint: the Redis scripts
     clang libclang-rt-14-dev              # make fuzz
     git ca-certificates                   # .ci/run clones the checkout
+    systemd                               # it_ops: systemd-analyze verify, systemd-sysusers (not run as init)
     nodejs npm                            # the OpenAPI linter
   )
 fi
