@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,11 @@ static struct options opt = {
 };
 static char run_id[32];
 static uint64_t rng_state;
+/*
+ * The first SIGINT/SIGTERM: start no new request; finish (and retry) those in
+ * flight, then report.  A second one ends the run at once (SA_RESETHAND).
+ */
+static volatile sig_atomic_t draining;
 
 /* ---- results ---- */
 static double *latencies;               /* ms, one per finished job */
@@ -262,9 +268,15 @@ static bool read_sum(const char *base, int64_t *out)
 
 /* ---- the load ---- */
 
+static void on_drain_signal(int sig)
+{
+	(void)sig;
+	draining = 1;
+}
+
 static bool next_job(struct job *job)
 {
-	if (issued >= opt.requests)
+	if (issued >= opt.requests || draining)
 		return false;
 	memset(job, 0, sizeof(*job));
 	job->index = issued;
@@ -476,7 +488,7 @@ static void run(void)
 		slots[i].easy = curl_easy_init();
 	}
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)opt.concurrency);
-	while (finished < opt.requests) {
+	while (finished < (draining ? issued : opt.requests)) {
 		double t = now_s();
 		int running, queued;
 		CURLMsg *msg;
@@ -526,6 +538,12 @@ static void run(void)
 			if (status_count[code] > 0)
 				printf(" %s%d:%ld", code == 0 ? "error" : "", code == 0 ? 0 : code, status_count[code]);
 		printf("\nsucceeded: %ld  failed: %ld  retries: %ld\n", succeeded, failed, retries);
+		/* The deltas of the additions that got a 200 (what --verify expects the sum to move by). */
+		if (acknowledged_delta >= INT64_MIN && acknowledged_delta <= INT64_MAX)
+			printf("acknowledged: %" PRId64 "%s\n", (int64_t)acknowledged_delta,
+			       draining ? "  (drained: stopped by a signal)" : "");
+		else
+			printf("acknowledged: (beyond int64)%s\n", draining ? "  (drained: stopped by a signal)" : "");
 	}
 	for (int i = 0; i < opt.concurrency; i++) {
 		curl_slist_free_all(slots[i].headers);
@@ -556,6 +574,16 @@ int main(int argc, char **argv)
 			((char *)opt.targets[i])[--n] = '\0';
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_drain_signal;
+		sa.sa_flags = SA_RESETHAND;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	rng_state = (uint64_t)wall_s() * 1000003u ^ (uint64_t)getpid();
 	snprintf(run_id, sizeof(run_id), "load-%lx-%x", (unsigned long)time(NULL), (unsigned)(rng_next() & 0xffffff));
 	latencies = calloc((size_t)opt.requests, sizeof(double));
