@@ -25,9 +25,9 @@ check_match "mixed load: summary has req/s" 'requests: 2000 in [0-9.]+ s = [0-9]
 check_match "mixed load: summary has percentiles" 'latency ms: p50 [0-9.]+  p90 [0-9.]+  p99 [0-9.]+  max [0-9.]+' "$out"
 check_match "mixed load: summary counts statuses" 'statuses \(every attempt\): 200:2000' "$out"
 check "not a terminal: no progress line" "" "$(cat "$TMP/run.err")"
-check "CSV: header" "timestamp,worker_id,target,status,latency_ms,error" "$(head -n 1 "$TMP/run.csv")"
+check "CSV: header (the old tool's six columns first)" "timestamp,worker_id,target,status,latency_ms,error,method,idempotency_key,delta" "$(head -n 1 "$TMP/run.csv")"
 check "CSV: one line per attempt" 2000 "$(tail -n +2 "$TMP/run.csv" | wc -l)"
-check "CSV: every line well formed" 0 "$(tail -n +2 "$TMP/run.csv" | grep -cvE '^[0-9]+\.[0-9]+,[0-9]+,http://127\.0\.0\.1:[0-9]+,200,[0-9.]+,""$')"
+check "CSV: every line well formed" 0 "$(tail -n +2 "$TMP/run.csv" | grep -cvE '^[0-9]+\.[0-9]+,[0-9]+,http://127\.0\.0\.1:[0-9]+,200,[0-9.]+,"",(GET,,|POST,load-[0-9a-f]+-[0-9a-f]+-[0-9]+,-?[0-9]+)$')"
 check "CSV: both targets used" 2 "$(tail -n +2 "$TMP/run.csv" | cut -d, -f3 | sort -u | wc -l)"
 check "CSV: worker ids within the concurrency" 1 "$(tail -n +2 "$TMP/run.csv" | cut -d, -f2 | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print (lo >= 0 && hi <= 15) ? 1 : 0}')"
 check_true "metrics snapshots were taken" test "$(grep -c '^# snapshot .* ok' metrics_snapshots.txt)" -ge 2

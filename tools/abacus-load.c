@@ -136,7 +136,8 @@ static void usage(FILE *out)
 	      "  --verify              read the sum before and after; exit 1 unless it moved by\n"
 	      "                        exactly the acknowledged deltas\n"
 	      "  --metrics-url URL     poll this /metrics every second into metrics_snapshots.txt\n"
-	      "  --out-csv FILE        one line per attempt: timestamp,worker,target,status,latency_ms,error\n"
+	      "  --out-csv FILE        one line per attempt: timestamp,worker_id,target,status,latency_ms,error,\n"
+	      "                        method,idempotency_key,delta\n"
 	      "  --timeout S           per-attempt timeout in seconds (default 10)\n"
 	      "  --max-retries N       retries per request with --idempotency (default 20; back-off\n"
 	      "                        0.05 s x attempt, at most 1 s)\n", out);
@@ -341,7 +342,14 @@ static void write_csv(const struct slot *s, long code, double latency_ms, const 
 		if (*p != '\n' && *p != '\r')
 			fputc(*p, csv);
 	}
-	fputs("\"\n", csv);
+	fputc('"', csv);
+	/* What was sent: the audit (tools/abacus-audit --load-csv) matches it with the ledger. */
+	if (s->job.is_get)
+		fputs(",GET,,\n", csv);
+	else if (opt.idempotency)
+		fprintf(csv, ",POST,%s-%ld,%" PRId64 "\n", run_id, s->job.index, s->job.delta);
+	else
+		fprintf(csv, ",POST,,%" PRId64 "\n", s->job.delta);
 }
 
 /* A failed attempt is retried only with --idempotency (else a retry could add twice). */
@@ -597,7 +605,7 @@ int main(int argc, char **argv)
 			perror(opt.csv_path);
 			return 2;
 		}
-		fputs("timestamp,worker_id,target,status,latency_ms,error\n", csv);
+		fputs("timestamp,worker_id,target,status,latency_ms,error,method,idempotency_key,delta\n", csv);
 	}
 	if (opt.verify && !read_sum(opt.targets[0], &before)) {
 		fprintf(stderr, "abacus-load: cannot read the sum before the run\n");
