@@ -9,6 +9,7 @@
 #   hello+write the same with a script doing one INCR (POST requests): the
 #               ceiling for anything needing one durable write
 #   redis-bench redis-benchmark running that EVALSHA: Redis's own ceiling
+#   noledger    abacus with ABACUS_LEDGER_RETENTION_SECONDS=0: what the ledger costs a POST
 #   flood       abacus with a real limit (20,000 an hour per key): POSTs spread
 #               over 64 keys, alone and while one more caller, long over its
 #               limit, floods 429s at full speed (issue 18: what the flood costs
@@ -47,6 +48,7 @@ start() {
   eval "STACK_$name=\$STACK"
 }
 start abacus "$REL/abacus.fcgi"
+start noledger "$REL/abacus.fcgi" ABACUS_LEDGER_RETENTION_SECONDS=0
 start hello "$REL/bench-hello"
 start hredis "$REL/bench-hello" BENCH_EVALSHA=1
 start hwrite "$REL/bench-hello" BENCH_EVALSHA=write
@@ -155,6 +157,7 @@ declare -A R
 for round in $(seq 1 "$ROUNDS"); do
   R[abacus_post_$round]=$(wrk_run abacus post.lua)
   R[hwrite_post_$round]=$(wrk_run hwrite post.lua)
+  R[noledger_post_$round]=$(wrk_run noledger post.lua)
   R[abacus_get_$round]=$(wrk_run abacus get.lua)
   R[hredis_$round]=$(wrk_run hredis get.lua)
   R[hello_$round]=$(wrk_run hello get.lua)
@@ -162,7 +165,7 @@ for round in $(seq 1 "$ROUNDS"); do
   R[redis_$round]=$(redis_bench)
   R[many_post_$round]=$(KEY=$FLOOD_KEYS wrk_run flood post.lua)
   R[flood_post_$round]=$(flood_run)
-  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | hello+redis POST ${R[hredis_post_$round]} | hello+write POST ${R[hwrite_post_$round]} | redis-benchmark ${R[redis_$round]} | 64 keys POST ${R[many_post_$round]} | + flood ${R[flood_post_$round]}" >&2
+  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | hello+redis POST ${R[hredis_post_$round]} | hello+write POST ${R[hwrite_post_$round]} | ledger off POST ${R[noledger_post_$round]} | redis-benchmark ${R[redis_$round]} | 64 keys POST ${R[many_post_$round]} | + flood ${R[flood_post_$round]}" >&2
 done
 rss=$(rss_kib $(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid") $(pgrep -P "$(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid")"))
 
@@ -192,6 +195,7 @@ rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum"
         ("ceiling: trivial worker", "hello"), ("ceiling: trivial worker + 1 EVALSHA", "hredis"),
         ("ceiling: the same, POST requests", "hredis_post"),
         ("ceiling: + 1 EVALSHA doing INCR, POST", "hwrite_post"),
+        ("abacus POST, ledger off", "noledger_post"),
         ("abacus POST, 64 keys (limit 20000/h)", "many_post"),
         ("the same while 1 caller floods 429s", "flood_post")]
 print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds, Redis appendfsync %s" % (workers, 2 * conns, rounds, sys.argv[5]))
@@ -223,6 +227,8 @@ print("GET / web-tier ceiling (no Redis):                  %5.1f %%" % (100 * me
 print("POST while one caller floods 429s / without:        %5.1f %% throughput, p99 %.2f x  (the flood: %.0f req/s of 429s, %d of them admitted; Redis calls per refused request %.4f)" % (
     100 * med("flood_post", 0) / med("many_post", 0), med("flood_post", 2) / med("many_post", 2),
     med("flood_post", 7) / float(sys.argv[6].rstrip("s")), med("flood_post", 7) - med("flood_post", 8), med("flood_post", 9)))
+print("POST ledger on / ledger off:                        %5.1f %% throughput; Redis CPU per POST %.1f vs %.1f us" % (
+    100 * med("abacus_post", 0) / med("noledger_post", 0), med("abacus_post", 4), med("noledger_post", 4)))
 print("abacus POSTs answered as replays:                   %d  (must be 0: each POST a fresh addition)" % int(raw["abacus_post_replays"][0]))
 print("RSS of one front end (lighttpd + %d workers):       %.1f MiB  (target < 12 MiB)  %s" % (workers, rss / 1024, "ok" if rss < 12 * 1024 else "MISSED"))
 PY
