@@ -9,6 +9,7 @@
 static const struct script_settings settings = {
 	.rate_limit_requests = 600, .rate_limit_window_seconds = 60,
 	.idempotency_ttl_seconds = 86400, .request_deadline_ms = 1500, .wait_for_replicas = false,
+	.ledger_retention_seconds = 86400,
 };
 
 START_TEST(test_scripts_header_holds_this_configuration)
@@ -17,8 +18,8 @@ START_TEST(test_scripts_header_holds_this_configuration)
 
 	ck_assert(scripts_format(SCRIPT_GET, &settings, text, sizeof(text)));
 	ck_assert(strncmp(text, "#!lua flags=allow-oom\n", 22) == 0);
-	ck_assert(strstr(text, "local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS = 600, 60000000, '60000', "
-	                       "'86400', '62', false\n") != NULL);
+	ck_assert(strstr(text, "local MAX, WINDOW_US, WINDOW_MS, TTL, OP_TTL, WAITS, LEDGER_MS = 600, 60000000, '60000', "
+	                       "'86400', '62', false, 86400000\n") != NULL);
 	ck_assert(strstr(text, "-- abacus:get\n") != NULL);
 	ck_assert(scripts_format(SCRIPT_ADD, &settings, text, sizeof(text)));
 	ck_assert(strncmp(text, "#!lua\n", 6) == 0);            /* changes are refused when Redis is full */
@@ -26,6 +27,13 @@ START_TEST(test_scripts_header_holds_this_configuration)
 	/* The limiter's halves are pasted in, with this script's key. */
 	ck_assert(strstr(text, "redis.call('ZCOUNT', KEYS[3], since, '+inf')") != NULL);
 	ck_assert(strstr(text, "@RL@") == NULL && strstr(text, "--@include") == NULL);
+	/* So is the ledger's append, with this script's stream and fields. */
+	ck_assert(strstr(text, "redis.call('XADD', KEYS[4], 'MINID', '~'") != NULL);
+	ck_assert(strstr(text, "'op', 'add', 'n', ARGV[1], 'sum', s, 'key', ARGV[5], 'idem', ARGV[7], 'req', ARGV[6])") != NULL);
+	ck_assert(strstr(text, "@LEDGER@") == NULL && strstr(text, "@OP@") == NULL);
+	ck_assert(scripts_format(SCRIPT_LEDGER, &settings, text, sizeof(text)));
+	ck_assert(strncmp(text, "#!lua flags=allow-oom\n", 22) == 0);   /* reading the ledger goes on when Redis is full */
+	ck_assert(strstr(text, "-- abacus:ledger\n") != NULL);
 }
 END_TEST
 
@@ -39,7 +47,7 @@ START_TEST(test_scripts_ttl_outlives_the_deadline)
 	short_ttl.wait_for_replicas = true;
 	ck_assert(scripts_format(SCRIPT_SET, &short_ttl, text, sizeof(text)));
 	/* A record or token lives the deadline plus a minute at least: 120 + 60. */
-	ck_assert_msg(strstr(text, "'180', '180', true\n") != NULL, "%s", text);
+	ck_assert_msg(strstr(text, "'180', '180', true, 86400000\n") != NULL, "%s", text);
 }
 END_TEST
 

@@ -39,6 +39,7 @@ static struct store *store_at(const char *key_prefix, long limit, long window)
 	opt.idempotency_ttl_seconds = 60;
 	opt.rate_limit_requests = limit;
 	opt.rate_limit_window_seconds = window;
+	opt.ledger_retention_seconds = 3600;
 	s = store_new(&opt);
 	ck_assert_ptr_nonnull(s);
 	return s;
@@ -281,6 +282,77 @@ START_TEST(test_store_rate_limit_entries_never_exceed_the_limit)
 }
 END_TEST
 
+/* XLEN of this prefix's ledger. */
+static long long ledger_len(void)
+{
+	char name[256];
+	redisReply *r;
+	long long n;
+
+	snprintf(name, sizeof(name), "{%s}:ledger", prefix);
+	r = raw("XLEN %s", name);
+	ck_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+	n = r->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+/* The ledger: an entry per applied change in the same script, none for a replay, a conflict or a refusal. */
+START_TEST(test_store_ledger_records_each_applied_change)
+{
+	struct store *s = open_store(4, 60);
+	struct store_result res;
+	struct store_text page = { NULL, 0, 0 };
+	struct idem_key k = key("led-1"), none = { NULL, 0 };
+
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req-1", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req-2", &res), STORE_REPLAYED);
+	ck_assert_int_eq(store_add(s, &alice, &k, 6, "req-3", &res), STORE_KEY_CONFLICT);
+	ck_assert_int_eq(ledger_len(), 1);
+	ck_assert_int_eq(store_set(s, &bob, 7, true, "req-4", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &bob, &none, -2, "req-5", &res), STORE_OK);
+	ck_assert_int_eq(ledger_len(), 3);
+	ck_assert_int_eq(store_ledger(s, &bob, "", 2, &res, &page), STORE_OK);
+	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"add\",\"number\":5,\"sum\":5,\"key_id\":\"aaaaaaaa\","
+	                                        "\"idempotency_key\":\"led-1\",\"request_id\":\"req-1\"}"));
+	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"reset\",\"number\":7,\"sum\":7,\"key_id\":\"bbbbbbbb\","
+	                                        "\"idempotency_key\":null,\"request_id\":\"req-4\"}"));
+	ck_assert_ptr_null(strstr(page.text, "req-5"));          /* limit 2 */
+	/* Alice's 4th request passes (a replay: nothing appended), her 5th is refused: nothing appended. */
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req-6", &res), STORE_REPLAYED);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req-7", &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(ledger_len(), 3);
+	free(page.text);
+	store_free(s);
+}
+END_TEST
+
+/* ABACUS_LEDGER_RETENTION_SECONDS=0: no stream at all. */
+START_TEST(test_store_ledger_off_writes_nothing)
+{
+	struct store_options opt;
+	struct store *s;
+	struct store_result res;
+	struct idem_key k = key("off-1");
+
+	snprintf(prefix, sizeof(prefix), "t%d-off-%d", (int)getpid(), ++prefix_seq);
+	memset(&opt, 0, sizeof(opt));
+	opt.target.transport = REDIS_TRANSPORT_TCP;
+	strcpy(opt.target.host, "127.0.0.1");
+	opt.target.port = redis_port;
+	opt.connect_timeout_ms = 500;
+	opt.command_timeout_ms = 1000;
+	opt.prefix = prefix;
+	opt.idempotency_ttl_seconds = 60;
+	s = store_new(&opt);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req", &res), STORE_OK);
+	ck_assert_int_eq(store_set(s, &alice, 1, false, "req", &res), STORE_OK);
+	ck_assert_int_eq(ledger_len(), 0);
+	store_free(s);
+}
+END_TEST
+
 /* Redis's clock in microseconds (TIME), on connection c. */
 static long long redis_now_us(redisContext *c)
 {
@@ -504,6 +576,8 @@ static Suite *store_suite(void)
 	tcase_set_timeout(limits, 60);
 	tcase_add_loop_test(limits, test_store_is_exact_at_int64_edges, 0, sizeof(edges) / sizeof(edges[0]));
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
+	tcase_add_test(core, test_store_ledger_records_each_applied_change);
+	tcase_add_test(core, test_store_ledger_off_writes_nothing);
 	tcase_add_test(limits, test_store_rate_limit_entries_never_exceed_the_limit);
 	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
 	tcase_add_test(limits, test_store_two_configurations_share_one_redis);
