@@ -87,6 +87,8 @@ for kind in lighttpd nginx; do
   check_match "$kind: /metrics over HTTPS" 'abacus_request_total' "$BODY"
   tls GET "$P1" /openapi.yaml
   check "$kind: /openapi.yaml over HTTPS" 200 "$STATUS"
+  out=$(SMOKE_CURL_OPTS="--cacert $CA" "$ROOT/tests/smoke.sh" "https://localhost:$P2" "$KEY" 2>&1)
+  check "$kind: smoke.sh over HTTPS (SMOKE_CURL_OPTS=--cacert ...) passes" "0 12" "$? $(tls_sum "$P1")"
   check "$kind: abacus-stack status sees the HTTPS front ends" 0 "$(stack_env "$STACK" "$ROOT/tools/abacus-stack" status >/dev/null 2>&1; echo $?)"
 
   # Plain HTTP to the TLS port: not served (lighttpd closes, nginx answers
