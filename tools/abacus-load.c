@@ -130,7 +130,7 @@ static void usage(FILE *out)
 	      "  --verify              read the sum before and after; exit 1 unless it moved by\n"
 	      "                        exactly the acknowledged deltas\n"
 	      "  --metrics-url URL     poll this /metrics every second into metrics_snapshots.txt\n"
-	      "  --out-csv FILE        one line per attempt: timestamp,worker,target,status,latency_ms,error\n"
+	      "  --out-csv FILE        one line per attempt: timestamp,worker_id,target,status,latency_ms,error\n"
 	      "  --timeout S           per-attempt timeout in seconds (default 10)\n"
 	      "  --max-retries N       retries per request with --idempotency (default 20; back-off\n"
 	      "                        0.05 s x attempt, at most 1 s)\n", out);
