@@ -13,14 +13,13 @@ set -u
 . "$(dirname "$0")/lib.sh"
 suite_init backup
 KEY=backup-key-$RANDOM
-JSON='Content-Type: application/json'
 
 # ---- the service: a Redis of its own, two front ends ----
 read -r SRC _ < <(start_redis source) || exit 1
 SRC_DIR=$TMP/redis-source
 WORKERS=2 start_stack live REDIS_URL="redis://127.0.0.1:$SRC/0" ABACUS_API_KEYS="$KEY" \
   ABACUS_RATE_LIMIT_ENABLED=false || exit 1
-LIVE1=$P1 LIVE2=$P2 LIVE_STACK=$STACK
+LIVE1=$P1 LIVE2=$P2
 
 # Recorded additions: key -> number and the sum each answered.
 declare -A NUMBER ANSWER
@@ -80,7 +79,8 @@ check_aof() {
   [ -n "$last" ] && [ "$bad" = "$last" ] || return 1
   echo "measured: the copy ended inside a command of $last (loaded without it)"
 }
-check_true "redis-check-aof accepts the copy" check_aof "$BACKUP/$(ls "$BACKUP" | grep '\.manifest$')"
+manifest=("$BACKUP"/*.manifest)
+check_true "redis-check-aof accepts the copy" check_aof "${manifest[0]}"
 check_match "the copy holds a base file (after the rewrite) and an incr file" 'base\.rdb.*incr\.aof|incr\.aof.*base\.rdb' "$(ls "$BACKUP" | tr '\n' ' ')"
 
 # Made after the backup: lost on restore.

@@ -183,9 +183,9 @@ redir_procs() {
   done
 }
 stop_redir() {
-  local i left
+  local left
   [ -n "$redir" ] && kill -TERM "$redir" 2>/dev/null
-  for i in $(seq 1 50); do [ -z "$(redir_procs)" ] && break; sleep 0.1; done
+  for _ in $(seq 1 50); do [ -z "$(redir_procs)" ] && break; sleep 0.1; done
   left=$(redir_procs)
   # shellcheck disable=SC2086
   [ -n "$left" ] && kill -KILL $left 2>/dev/null
