@@ -9,7 +9,8 @@
 # non-forward-secret TLS 1.2 suite refused by the server, a renewed
 # certificate loaded the documented way (lighttpd: restart the front end;
 # nginx: SIGHUP).  Then the documented lighttpd HTTP -> HTTPS redirect
-# (docs/OPERATIONS.md, "TLS"), and the start-up refusals.
+# (docs/OPERATIONS.md, "TLS"), a certificate and key in one file, and the
+# start-up refusals.
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init tls
@@ -218,6 +219,13 @@ out=$(ABACUS_VAR_DIR=$TMP/refused ABACUS_PORTS=$(free_port) ABACUS_REDIS_PORT=$(
       ABACUS_TLS_CERT="$PKI/missing.pem" "$ROOT/tools/abacus-stack" start 2>&1)
 check "a missing certificate file: refused" 1 "$?"
 check_match "... naming it" 'missing.pem \(ABACUS_TLS_CERT / ABACUS_TLS_KEY\) is not a readable file' "$out"
+# A certificate and its key in one file, ABACUS_TLS_KEY unset.
+cat "$PKI/server.pem" "$PKI/server.key" >"$PKI/combined.pem"
+chmod 600 "$PKI/combined.pem"
+if FRONTEND=lighttpd WORKERS=1 start_stack combined ABACUS_API_KEYS="$KEY" ABACUS_TLS_CERT="$PKI/combined.pem"; then
+  check "certificate and key in one file (ABACUS_TLS_KEY unset): served" 200 "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "https://localhost:$P1/healthz")"
+  stop_stack
+fi
 if FRONTEND=lighttpd WORKERS=1 start_stack mismatch ABACUS_API_KEYS="$KEY" \
      ABACUS_TLS_CERT="$PKI/server.pem" ABACUS_TLS_KEY="$PKI/other.key" >"$TMP/mismatch.out" 2>&1; then
   check "a key of another certificate: refused" "refused" "started"
