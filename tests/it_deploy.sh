@@ -82,31 +82,14 @@ check "entrypoint: auth on without keys refused" 1 "$?"
 check_match "entrypoint: ... naming the setting" 'ABACUS_AUTH_ENABLED=true but no key' "$out"
 env "${entry_env[@]}" setsid "$ROOT/docker/entrypoint.sh" >"$TMP/entry.log" 2>&1 </dev/null &
 entry=$!
-# entry_procs: what of this run is alive (zombies aside): lighttpd and every
-# worker, all carrying its run dir.
-entry_procs() {
-  local p
-  for p in /proc/[0-9]*; do
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$TMP/run" || continue
-    grep -qs '^State:[[:space:]]*[ZX]' "$p/status" || echo "${p#/proc/}"
-  done
-}
-# stop_entry: SIGTERM (lighttpd stops its workers), a bounded wait, then
-# SIGKILL by pid for whatever is left.  Not PIDS: lighttpd SIGKILLed by the
-# suite's cleanup would leave its workers running, still listening.  Also run
-# at exit, for a suite that ends before the SIGTERM below.
+# entry_procs: what of this run is alive: lighttpd and every worker.
+entry_procs() { frontend_procs "$TMP/run"; }
+# stop_entry: lighttpd and its workers stopped (lib.sh).  Also run at exit,
+# for a suite that ends before the SIGTERM below.
 stop_entry() {
-  local i left
-  [ -n "$entry" ] && kill -TERM "$entry" 2>/dev/null
-  for i in $(seq 1 100); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
-  left=$(entry_procs)
-  # shellcheck disable=SC2086
-  [ -n "$left" ] && kill -KILL $left 2>/dev/null
-  for i in $(seq 1 50); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
-  [ -n "$entry" ] && wait "$entry" 2>/dev/null
+  stop_frontend_procs "$entry" "$TMP/run"
   entry=""   # reaped: its pid may be reused
   rm -f "/dev/shm/abacus-it-deploy-$EPORT"
-  return 0
 }
 CLEANUP_HOOKS+=(stop_entry)
 check_true "entrypoint run: the front end answers" wait_until 10 curl -fs "http://127.0.0.1:$EPORT/healthz"

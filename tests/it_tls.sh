@@ -64,7 +64,7 @@ served_serial() {
 }
 
 for kind in lighttpd nginx; do
-  FRONTEND=$kind WORKERS=2 start_stack "tls-$kind" ABACUS_API_KEYS="$KEY" \
+  FRONTEND=$kind WORKERS=1 start_stack "tls-$kind" ABACUS_API_KEYS="$KEY" \
     ABACUS_TLS_CERT="$PKI/server.pem" ABACUS_TLS_KEY="$PKI/server.key" || exit 1
   check_match "$kind: start prints https URLs" "abacus is up: https://127.0.0.1:$P1 https://127.0.0.1:$P2" "$(cat "$STACK/start.out")"
   if [ "$(id -u)" -eq 0 ]; then
@@ -175,25 +175,11 @@ redir_env=(ABACUS_PORT="$SP" ABACUS_BIND=127.0.0.1 ABACUS_FRONTEND_DIR="$TMP/red
   REDIS_URL="redis://127.0.0.1:$rport/0" ABACUS_API_KEYS="$KEY")
 env "${redir_env[@]}" setsid lighttpd -D -f "$TMP/conf/lighttpd-https.conf" >"$TMP/redirect.log" 2>&1 </dev/null &
 redir=$!
-# redir_procs: lighttpd and its worker (they carry the front end's folder).
-redir_procs() {
-  local p
-  for p in /proc/[0-9]*; do
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$TMP/redir" || continue
-    grep -qs '^State:[[:space:]]*[ZX]' "$p/status" || echo "${p#/proc/}"
-  done
-}
+redir_procs() { frontend_procs "$TMP/redir"; }
 stop_redir() {
-  local left
-  [ -n "$redir" ] && kill -TERM "$redir" 2>/dev/null
-  for _ in $(seq 1 50); do [ -z "$(redir_procs)" ] && break; sleep 0.1; done
-  left=$(redir_procs)
-  # shellcheck disable=SC2086
-  [ -n "$left" ] && kill -KILL $left 2>/dev/null
-  [ -n "$redir" ] && wait "$redir" 2>/dev/null
+  stop_frontend_procs "$redir" "$TMP/redir"
   redir=""
   rm -f "/dev/shm/abacus-it-tls-$SP"
-  return 0
 }
 CLEANUP_HOOKS+=(stop_redir)
 check_true "redirect: the HTTPS front end answers" wait_until 10 curl -fs --cacert "$CA" "https://localhost:$SP/healthz"
