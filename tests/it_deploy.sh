@@ -14,9 +14,22 @@ metrics_total() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^abacus_request_
 # ---- the smoke test and /openapi.yaml against the local stack, both kinds ----
 for kind in lighttpd nginx; do
   FRONTEND=$kind WORKERS=2 start_stack "smoke-$kind" ABACUS_API_KEYS="$KEY" || exit 1
+  # By default smoke.sh changes nothing; --write (or SMOKE_WRITE=1) adds 1, once.
+  post "$P1" "$KEY" "deploy-$kind-seed" 41
+  records() { redis-cli -p "$RPORT" --scan --pattern '{abacus}:idem:*' | wc -l; }
   out=$("$ROOT/tests/smoke.sh" "http://127.0.0.1:$P1" "$KEY" 2>&1)
   check "$kind: smoke.sh passes" 0 "$?"
   check_match "$kind: smoke.sh ends with its summary" '[0-9]+ passed, 0 failed$' "$out"
+  check_match "$kind: smoke.sh says it was read-only" 'read-only: nothing was added' "$out"
+  check "$kind: smoke.sh (default) leaves the sum unchanged" 41 "$(sum_at "$P2" "$KEY")"
+  check "$kind: smoke.sh (default) records no Idempotency-Key" 1 "$(records)"
+  out=$("$ROOT/tests/smoke.sh" --write "http://127.0.0.1:$P1" "$KEY" 2>&1)
+  check "$kind: smoke.sh --write passes" 0 "$?"
+  check_match "$kind: smoke.sh --write checks the replay" 'ok   the same POST again is a replay' "$out"
+  check "$kind: smoke.sh --write adds exactly 1" 42 "$(sum_at "$P2" "$KEY")"
+  check "$kind: smoke.sh --write records one key" 2 "$(records)"
+  out=$(SMOKE_WRITE=1 "$ROOT/tests/smoke.sh" "http://127.0.0.1:$P2" "$KEY" 2>&1)
+  check "$kind: SMOKE_WRITE=1 smoke.sh passes and adds exactly 1" "0 43" "$? $(sum_at "$P1" "$KEY")"
   out=$("$ROOT/tests/smoke.sh" "http://127.0.0.1:$P2" "wrong-key" 2>&1)
   check "$kind: smoke.sh fails with a wrong key" 1 "$?"
   before=$(metrics_total "$P2")
@@ -45,6 +58,7 @@ for kind in lighttpd nginx; do
     stop_stack
     check "nginx: stop leaves no process" "" "$(for p in /proc/[0-9]*; do { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_STACK_DIR=$dir1" && echo "${p#/proc/}"; done)"
     check "nginx: stop removes the socket" "" "$(ls "$dir1"/abacus.sock 2>/dev/null)"
+    check "nginx: stop frees the ports (the master is stopped too)" "" "$(ss -Hltn "( sport = :$P1 or sport = :$P2 )")"
   else
     stop_stack
   fi
@@ -68,31 +82,14 @@ check "entrypoint: auth on without keys refused" 1 "$?"
 check_match "entrypoint: ... naming the setting" 'ABACUS_AUTH_ENABLED=true but no key' "$out"
 env "${entry_env[@]}" setsid "$ROOT/docker/entrypoint.sh" >"$TMP/entry.log" 2>&1 </dev/null &
 entry=$!
-# entry_procs: what of this run is alive (zombies aside): lighttpd and every
-# worker, all carrying its run dir.
-entry_procs() {
-  local p
-  for p in /proc/[0-9]*; do
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$TMP/run" || continue
-    grep -qs '^State:[[:space:]]*[ZX]' "$p/status" || echo "${p#/proc/}"
-  done
-}
-# stop_entry: SIGTERM (lighttpd stops its workers), a bounded wait, then
-# SIGKILL by pid for whatever is left.  Not PIDS: lighttpd SIGKILLed by the
-# suite's cleanup would leave its workers running, still listening.  Also run
-# at exit, for a suite that ends before the SIGTERM below.
+# entry_procs: what of this run is alive: lighttpd and every worker.
+entry_procs() { frontend_procs "$TMP/run"; }
+# stop_entry: lighttpd and its workers stopped (lib.sh).  Also run at exit,
+# for a suite that ends before the SIGTERM below.
 stop_entry() {
-  local i left
-  [ -n "$entry" ] && kill -TERM "$entry" 2>/dev/null
-  for i in $(seq 1 100); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
-  left=$(entry_procs)
-  # shellcheck disable=SC2086
-  [ -n "$left" ] && kill -KILL $left 2>/dev/null
-  for i in $(seq 1 50); do [ -z "$(entry_procs)" ] && break; sleep 0.1; done
-  [ -n "$entry" ] && wait "$entry" 2>/dev/null
+  stop_frontend_procs "$entry" "$TMP/run"
   entry=""   # reaped: its pid may be reused
   rm -f "/dev/shm/abacus-it-deploy-$EPORT"
-  return 0
 }
 CLEANUP_HOOKS+=(stop_entry)
 check_true "entrypoint run: the front end answers" wait_until 10 curl -fs "http://127.0.0.1:$EPORT/healthz"

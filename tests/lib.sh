@@ -306,6 +306,33 @@ sys.stdout.buffer.write(out)
 ' "$1"
 }
 
+# frontend_procs DIR: the live processes (zombies aside) of a lighttpd a suite
+# started itself, without abacus-stack, and of its workers: all carry
+# ABACUS_FRONTEND_DIR=DIR.
+frontend_procs() {
+  local p
+  for p in /proc/[0-9]*; do
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_FRONTEND_DIR=$1" || continue
+    grep -qs '^State:[[:space:]]*[ZX]' "$p/status" || echo "${p#/proc/}"
+  done
+}
+
+# stop_frontend_procs PID DIR: SIGTERM to that lighttpd (it stops its
+# workers), a bounded wait, then SIGKILL by pid for whatever of DIR is left,
+# and PID reaped.  Not PIDS: lighttpd SIGKILLed by the suite's cleanup would
+# leave its workers running, still listening.
+stop_frontend_procs() {
+  local pid=$1 dir=$2 left
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 100); do [ -z "$(frontend_procs "$dir")" ] && break; sleep 0.1; done
+  left=$(frontend_procs "$dir")
+  # shellcheck disable=SC2086
+  [ -n "$left" ] && kill -KILL $left 2>/dev/null
+  for _ in $(seq 1 50); do [ -z "$(frontend_procs "$dir")" ] && break; sleep 0.1; done
+  [ -n "$pid" ] && wait "$pid" 2>/dev/null
+  return 0
+}
+
 # worker_pids PORT: pids of the abacus.fcgi workers of the front end on PORT
 # of the current STACK (they carry ABACUS_STACK_DIR; lighttpd and nginx do not
 # run as abacus.fcgi).

@@ -17,6 +17,7 @@ packages=(
   nettle-dev                              # build: SHA-256 of the API keys (lib/sha256)
   libcurl4-openssl-dev                    # tools/abacus-load
   lighttpd redis-server redis-tools       # local stack, tests
+  lighttpd-mod-openssl openssl            # HTTPS front ends (ABACUS_TLS_CERT), it_tls's certificates
   nginx spawn-fcgi multiwatch             # nginx deployment
   curl procps iproute2 util-linux python3 # the stack script (ss, setpriv), tests
   python3-yaml python3-jsonschema         # compose file and OpenAPI checks
