@@ -136,5 +136,57 @@ echo "measured: $FRONTEND: attacker on $ATTACKER_ADDR: $(jget "$A" attempts) att
 
 fw_remove
 check "firewall: the rule is removed" 1 "$("$FW" status "$PORT" >/dev/null 2>&1; echo $?)"
+
+# ---- the compose balancer (docker/nginx-lb.conf) in front of lighttpd ----
+# Its per-address cap on requests in flight, on the host: the same file,
+# pointed at this front end, on a port of its own.
+if [ "$FRONTEND" = lighttpd ]; then
+  LB=$TMP/lb
+  LBPORT=$(free_port)
+  mkdir -p "$LB/tmp"
+  chmod 1777 "$LB/tmp"
+  sed -e "s|server app:8000|server 127.0.0.1:$PORT|" -e "s|listen 8000;|listen 127.0.0.1:$LBPORT;|" \
+      -e "s|^http {|http {\n    client_body_temp_path $LB/tmp/body; proxy_temp_path $LB/tmp/proxy;\n    fastcgi_temp_path $LB/tmp/fcgi; uwsgi_temp_path $LB/tmp/uwsgi; scgi_temp_path $LB/tmp/scgi;|" \
+      "$ROOT/docker/nginx-lb.conf" >"$LB/nginx.conf"
+  nginx -c "$LB/nginx.conf" -p "$LB" -e "$LB/error.log" -g "daemon off; pid $LB/nginx.pid;" >>"$LB/error.log" 2>&1 &
+  lb_master=$!
+  # A killed nginx master leaves its worker running: stop it gracefully, by pid.
+  lb_stop() {
+    local kids i
+    kids=$(pgrep -P "$lb_master")
+    kill -TERM "$lb_master" 2>/dev/null
+    for i in $(seq 1 50); do kill -0 "$lb_master" 2>/dev/null || break; sleep 0.1; done
+    # shellcheck disable=SC2086
+    kill -KILL "$lb_master" $kids 2>/dev/null
+    return 0
+  }
+  CLEANUP_HOOKS+=(lb_stop)
+  lb_up() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$LBPORT/healthz"; }
+  check_true "balancer: answers through lighttpd" wait_until 5 lb_up
+  python3 "$FLOOD" attack --port "$LBPORT" --source "$ATTACKER_ADDR" --connections 200 \
+    --duration 5 --budget 2000 >"$TMP/lb-attack.json" 2>"$TMP/lb-attack.err" &
+  attacker=$!
+  PIDS+=("$attacker")
+  sleep 2
+  req GET "http://127.0.0.1:$LBPORT/abacus/sum" -H "X-API-Key: $KEY"
+  check "balancer: a client on 127.0.0.1 is served during the attack" 200 "$STATUS"
+  wait "$attacker"
+  B=$TMP/lb-attack.json
+  check_true "balancer: at most $PERIP trickled bodies held per address ($(jget "$B" peak_held_trickles))" \
+    holds "$(jget "$B" peak_held_trickles) <= $PERIP"
+  check_true "balancer: trickled bodies beyond it refused with 429 ($(jget "$B" 'answered.trickle 429'))" \
+    holds "$(jget "$B" 'answered.trickle 429') > 0"
+  lb_stop
+fi
 stop_stack
+# Every process of the front end, nginx's too (its title hides its environment).
+leftovers() {
+  local p dir=$STACK/frontend-$PORT
+  for p in /proc/[0-9]*; do
+    { { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "ABACUS_STACK_DIR=$dir" ||
+      { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "-c $dir/nginx.conf "; } && echo "${p#/proc/}"
+  done
+  return 0
+}
+check "stop leaves no process of the front end" "" "$(leftovers)"
 suite_end
