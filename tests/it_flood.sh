@@ -8,8 +8,9 @@
 # (at most 30,000 attempts), while a legitimate client on 127.0.0.1 makes 300
 # sequential GETs.  With the caps in place (the host firewall's per-address
 # cap, conf/firewall/abacus-connlimit.sh; the front end's timeouts; nginx's
-# limit_conn) the client sees no error and its p99 stays within max(5x, +50 ms)
-# of the same run without the attack; the attacker holds at most the cap, is
+# limit_conn) the client sees no error and its p99 stays within max(5x, +100 ms)
+# of the same run without the attack (+100 ms: other suites share the 2 cores;
+# without the caps it is 5 s, a timeout); the attacker holds at most the cap, is
 # refused beyond it, and its half heads and idle keep-alives are closed by the
 # timeouts; afterwards the front end holds no connection of the attacker and
 # no more file descriptors than before.  Without the caps it fails.
@@ -61,9 +62,15 @@ else
   CONN_PID=$FRONT_PID
 fi
 fds() { ls "/proc/$CONN_PID/fd" 2>/dev/null | wc -l; }
-# attacker_conns: connections from the attacker's address the front end holds.
-attacker_conns() { ss -Htn state established "( sport = :$PORT and dst $ATTACKER_ADDR )" 2>/dev/null | wc -l; }
-no_attacker_conns() { [ "$(attacker_conns)" -eq 0 ]; }
+# attacker_conns [STATE...]: connections from the attacker's address the front
+# end holds (established ones; with "left": in any state but TIME-WAIT, which
+# is the kernel's, not the front end's).
+attacker_conns() {
+  local states=(state established)
+  [ "${1:-}" = left ] && states=(state connected exclude time-wait)
+  ss -Htn "${states[@]}" "( sport = :$PORT and dst $ATTACKER_ADDR )" 2>/dev/null | wc -l
+}
+no_attacker_conns() { [ "$(attacker_conns left)" -eq 0 ]; }
 
 check "$FRONTEND: its process may open $FDS files (max-fds / worker_rlimit_nofile)" "$FDS" \
   "$(awk '/^Max open files/ { print $4 }' "/proc/$CONN_PID/limits" 2>/dev/null)"
@@ -81,7 +88,7 @@ client() { python3 "$FLOOD" client --port "$PORT" --key "$KEY" --count "${2:-300
 client "$TMP/base.json"
 check "no attack: every GET answered 200" 0 "$(jget "$TMP/base.json" errors)"
 base_p99=$(jget "$TMP/base.json" p99)
-bound=$(python3 -c "print(round(max(5 * $base_p99, $base_p99 + 50), 1))")
+bound=$(python3 -c "print(round(max(5 * $base_p99, $base_p99 + 100), 1))")
 base_fds=$(fds)
 
 # ---- under attack ----
@@ -98,7 +105,7 @@ A=$TMP/attack.json
 
 check "under attack: every GET answered 200 ($(jget "$TMP/attack-client.json" error_kinds))" 0 "$(jget "$TMP/attack-client.json" errors)"
 p99=$(jget "$TMP/attack-client.json" p99)
-check_true "under attack: GET p99 $p99 ms within max(5x, +50 ms) of $base_p99 ms ($bound ms)" holds "$p99 <= $bound"
+check_true "under attack: GET p99 $p99 ms within max(5x, +100 ms) of $base_p99 ms ($bound ms)" holds "$p99 <= $bound"
 check_true "the attack was made: >= 3000 connection attempts ($(jget "$A" attempts))" holds "$(jget "$A" attempts) >= 3000"
 check_true "attacker: connections beyond the cap refused ($(jget "$A" refused) refusals)" holds "$(jget "$A" refused) > 0"
 check_true "attacker: at most $CAP connections open at once, as it saw them ($(jget "$A" peak_open), +8 for its own lag)" \
@@ -110,8 +117,8 @@ check_true "idle keep-alives closed within $KEEPALIVE_IDLE s (+$SLACK): longest 
   holds "0 < $(jget "$A" closed_by_server.idle) and $(jget "$A" idle_max_age) <= $KEEPALIVE_IDLE + $SLACK"
 if [ "$FRONTEND" = nginx ]; then
   # lighttpd has no such cap: trickled bodies are bounded by the firewall's alone.
-  check_true "nginx: at most $PERIP trickled bodies held per address ($(jget "$A" peak_held_trickles))" \
-    holds "$(jget "$A" peak_held_trickles) <= $PERIP"
+  check_true "nginx: at most $PERIP trickled bodies held per address ($(jget "$A" peak_held_trickles), +4 for the attacker's own lag)" \
+    holds "$(jget "$A" peak_held_trickles) <= $PERIP + 4"
   check_true "nginx: trickled bodies beyond it refused with 429 ($(jget "$A" 'answered.trickle 429'))" \
     holds "$(jget "$A" 'answered.trickle 429') > 0"
 fi
@@ -119,7 +126,7 @@ fi
 # ---- after the attack ----
 # (lighttpd lingers up to 5 s on a connection it closes)
 wait_until 15 no_attacker_conns
-check "after: connections from $ATTACKER_ADDR the front end still holds" 0 "$(attacker_conns)"
+check "after: connections from $ATTACKER_ADDR the front end still holds" 0 "$(attacker_conns left)"
 fds_back() { [ "$(fds)" -le $((base_fds + 2)) ]; }
 wait_until 10 fds_back
 check_true "after: open fds $(fds) back to the baseline $base_fds (+2)" fds_back
@@ -172,8 +179,8 @@ if [ "$FRONTEND" = lighttpd ]; then
   check "balancer: a client on 127.0.0.1 is served during the attack" 200 "$STATUS"
   wait "$attacker"
   B=$TMP/lb-attack.json
-  check_true "balancer: at most $PERIP trickled bodies held per address ($(jget "$B" peak_held_trickles))" \
-    holds "$(jget "$B" peak_held_trickles) <= $PERIP"
+  check_true "balancer: at most $PERIP trickled bodies held per address ($(jget "$B" peak_held_trickles), +4 for the attacker's own lag)" \
+    holds "$(jget "$B" peak_held_trickles) <= $PERIP + 4"
   check_true "balancer: trickled bodies beyond it refused with 429 ($(jget "$B" 'answered.trickle 429'))" \
     holds "$(jget "$B" 'answered.trickle 429') > 0"
   lb_stop

@@ -28,6 +28,7 @@ if [ "${1:-}" = test ]; then
     lua-check                             # make lint: the Redis scripts
     clang libclang-rt-14-dev              # make fuzz
     git ca-certificates                   # .ci/run clones the checkout
+    iptables                              # it_flood: the per-address cap (conf/firewall)
     nodejs npm                            # the OpenAPI linter
   )
 fi
