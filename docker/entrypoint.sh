@@ -43,6 +43,16 @@ check_settings() {
   # The worker's own check: every ABACUS_* setting, REDIS_URL, the key files.
   "$ABACUS_BIN" --check-config || die "configuration refused (see the config_error line above)"
   lighttpd -tt -f "$conf" || die "lighttpd refuses $conf"
+  # server.max-fds is 8192: lighttpd not started as root (the image) can
+  # raise its soft limit only up to the hard one.  Below it, it would run out
+  # of files before it reaches its connection cap (docs/OPERATIONS.md,
+  # "Hostile clients / connection floods").
+  local hard
+  hard=$(ulimit -Hn)
+  if [ "$(id -u)" -ne 0 ] && [ "$hard" != unlimited ] && [ "$hard" -lt 8192 ]; then
+    echo "abacus-entrypoint: warning: the open-file limit is $hard, below lighttpd's server.max-fds 8192;" \
+         "give the container more (docker run --ulimit nofile=8192, compose ulimits:)" >&2
+  fi
 }
 
 case "${1:-run}" in

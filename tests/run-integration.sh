@@ -8,8 +8,9 @@
 # Run one suite alone with: tests/it_api.sh  (FRONTEND=nginx tests/it_api.sh)
 set -u
 cd "$(dirname "$0")/.."
-# The API suites run against both front-end kinds: "suite@nginx" sets FRONTEND.
-suites=${ABACUS_SUITES:-$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_exactness.sh@nginx}
+# The API suites and the flood suite run against both front-end kinds:
+# "suite@nginx" sets FRONTEND.
+suites=${ABACUS_SUITES:-$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_exactness.sh@nginx tests/it_flood.sh@nginx}
 jobs=${JOBS:-2}
 limit=${SUITE_TIMEOUT:-300}   # seconds per suite
 out=$(mktemp -d /tmp/abacus-integration.XXXXXX)

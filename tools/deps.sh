@@ -31,6 +31,7 @@ if [ "${1:-}" = test ]; then
     clang libclang-rt-14-dev              # make fuzz
     git ca-certificates                   # .ci/run clones the checkout
     systemd                               # it_ops: systemd-analyze verify, systemd-sysusers (not run as init)
+    iptables                              # it_flood: the per-address cap (conf/firewall)
     nodejs npm                            # the OpenAPI linter
   )
 fi
