@@ -233,6 +233,11 @@ check_true "app1 started again" wait_until 60 ready "$APP1"
 # Every addition of the load is 1: the acknowledged deltas are the successes.
 expected=$((before + 1000 + $(sed -n 's/^succeeded: \([0-9]*\).*/\1/p' "$TMP/stop-load.out")))
 check "the sum is before + the in-flight 1000 + every acknowledged addition, exactly" "$expected" "$(sum_on "$APP1")"
+# The ledger proves it entry by entry: every acknowledged addition of the load once.
+out=$(tools/abacus-audit --url "http://127.0.0.1:$APP2" --api-key "$KEY" --load-csv "$TMP/stop-load.csv" 2>&1)
+check "abacus-audit of the ledger after the stop: exit 0" 0 "$?"
+check_match "... 0 lost, 0 doubled, 0 unexplained" '0 lost, 0 doubled, .* 0 unexplained$' "$out"
+echo "$out" | tail -n 1 | sed 's/^/   /'
 
 # ---- scale mode: ABACUS_SCALE replicas behind nginx ----
 say "scale mode: $ABACUS_SCALE replicas of app behind lb (host port $LB)"
