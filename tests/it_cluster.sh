@@ -5,7 +5,9 @@
 # the slot is migrated to another master key batch by key batch
 # (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE) while a
 # retrying load runs: ASK, TRYAGAIN and MOVED are followed, and the final sum
-# is exactly the acknowledged deltas.
+# is exactly the acknowledged deltas; the ledger (same hash tag, so the same
+# slot and master as the sum) moves with it, and its audit finds every
+# acknowledged addition exactly once.
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init cluster
@@ -91,7 +93,7 @@ check_match "the seed node does not hold it" '^MOVED' "$(rcli "$SEED" get '{abac
 
 # ---- exactness against the cluster ----
 "$LOAD" --target1 "$A" --target2 "$B" --requests 3000 --concurrency 16 --idempotency --api-key "$KEY" \
-  --delta-range=-1000000:1000000 --verify >"$TMP/exact.out" 2>&1
+  --delta-range=-1000000:1000000 --verify --out-csv "$TMP/exact.csv" >"$TMP/exact.out" 2>&1
 check "exactness load: exit 0" 0 "$?"
 check_match "exactness load: the sum is exact" 'verify: ok' "$(cat "$TMP/exact.out")"
 sums_agree "the API and the slot's master agree" "$P1" "$OWNER"
@@ -134,6 +136,7 @@ check_true "the workers were redirected (abacus_redis_redirects_total > 0)" test
 check_match "the workers logged the move" '"event":"redis_moved"' "$(cat "$STACK"/frontend-*/error.log)"
 post "$P1" "$KEY" after-move 1
 check "after the move: POST 200" 200 "$STATUS"
+audit_ok "slot migrated during load" "$A" "$KEY" "$TMP/exact.csv" "$TMP/reshard.csv"
 gap=$(longest_gap "$TMP/reshard.csv")
 echo "measured: redirects followed: $redirects; retries during the migration: $(sed -n 's/.*retries: \([0-9]*\).*/\1/p' "$TMP/reshard.out");" \
   "longest time without a successful write: $gap s"
@@ -169,5 +172,6 @@ check "the slot is back on the first master" "$OWNER" "$(node_of_slot)"
 post "$P2" "$KEY" after-move-back 2
 check "after the move back: POST 200" 200 "$STATUS"
 check "after the move back: the sum" "$((sum_before + 2))" "$(sum_at "$P1" "$KEY")"
+audit_ok "slot moved back" "$B" "$KEY" "$TMP/exact.csv" "$TMP/reshard.csv"
 
 suite_end

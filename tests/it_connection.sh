@@ -143,6 +143,8 @@ echo "measured: Redis hung then restarted under 16 workers: $scheduled workers s
 check "every one of the 16 workers scheduled its retries" 16 "$scheduled"
 check_true "first retries are spread, not in step ($distinct distinct of $first_step)" test "$distinct" -ge 8
 workers_ok=0
+AUDIT_CSV=$TMP/sent.csv
 for p in $P1 $P2; do every_worker_adds "$p" "$KEY" && workers_ok=$((workers_ok + 1)); done
 check "after the restart every worker serves" 2 "$workers_ok"
+audit_ok "Redis hung, killed and restarted under 16 workers" "http://127.0.0.1:$P1" "$KEY" "$AUDIT_CSV"
 suite_end

@@ -49,8 +49,11 @@ for kind in lighttpd nginx; do
     victim=$(pgrep -P "$pool" | head -n 1)
     kill -KILL "$victim"
     ok=0
+    AUDIT_CSV=$TMP/sent.csv
     for i in $(seq 1 10); do post "$P1" "$KEY" "mw-$i" 1; [ "$STATUS" = 200 ] && ok=$((ok + 1)); done
+    AUDIT_CSV=
     check "nginx: requests after a worker was killed" 10 "$ok"
+    audit_ok "nginx, a worker SIGKILLed" "http://127.0.0.1:$P2" "$KEY" "$TMP/sent.csv"
     pool_is() { test "$(pgrep -P "$pool" | wc -l)" -eq 2 && ! pgrep -P "$pool" | grep -qx "$victim"; }
     check_true "nginx: multiwatch respawned the worker" wait_until 5 pool_is
     check_match "nginx: worker logs reach the front end's error.log" '"event":"worker_started"' "$(cat "$STACK/frontend-$P1/error.log")"

@@ -8,6 +8,9 @@
 # adds latency, or refuses connections.  Front end B talks to Redis directly.
 # For each operation x fault: what the client was told, the sum afterwards,
 # Idempotent-Replayed only on a real replay, the log events, the metrics.
+# Every keyed addition sent is recorded (AUDIT_CSV), and tools/abacus-audit
+# then proves from the ledger that each acknowledged one was applied exactly
+# once across all those faults, and nothing unexplained was.
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init exactly-once
@@ -37,7 +40,14 @@ B=$P1
 
 direct_sum() { redis-cli -p "$RP" get '{abacus}:sum'; }
 sum_is() { [ "$(direct_sum)" = "$1" ]; }
-set_direct() { redis-cli -p "$RP" set '{abacus}:sum' "$1" >/dev/null; }
+# set_sum N: a PUT through B (no fault there), not a SET in Redis: the ledger
+# has it, so the audit's chain of sums holds.
+set_sum() {
+  req PUT "http://127.0.0.1:$B/abacus/sum" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    --data-binary "{\"number\": $1}"
+  check "the sum set to $1 through B" 200 "$STATUS"
+}
+AUDIT_CSV=$TMP/sent.csv   # the keyed additions sent to A and B (post_a, b_post, lost_while_b_adds)
 # events REQUEST_ID EVENT: how many log lines of that request have that event.
 events() { cat "$ALOG" "$STACK/frontend-$B/error.log" | grep -F "\"request_id\":\"$1\"" | grep -c "\"event\":\"$2\""; }
 replays_counted() { curl -s "http://127.0.0.1:$A/metrics" | awk '$1 == "abacus_idempotent_replays_total" {print $2}'; }
@@ -50,6 +60,7 @@ post_a() { # post_a REQUEST_ID IDEM NUMBER (IDEM "" = no key)
   [ -n "$2" ] && idem=(-H "Idempotency-Key: $2")
   req POST "http://127.0.0.1:$A/abacus/number" -H "X-API-Key: $KEY" -H "X-Request-ID: $1" "${idem[@]}" \
     -H 'Content-Type: application/json' --data-binary "{\"number\": $3}"
+  record_addition "http://127.0.0.1:$A" "$2" "$3" "$STATUS"
 }
 put_a() { req PUT "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY" -H "X-Request-ID: $1" \
   -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
@@ -68,12 +79,14 @@ lost_while_b_adds() {
   ( "$@"; echo "$STATUS $(json new_sum)" >"$TMP/$label.out" ) &
   local bg=$!
   check_true "$label: Redis ran it, the proxy holds the reply" wait_until 5 held_is 1
-  B_OUT=$(curl -s --max-time 5 -X POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" \
+  B_OUT=$(curl -s --max-time 5 -w '\n%{http_code}' -X POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" \
     -H "Idempotency-Key: eo-b-$label" -H 'Content-Type: application/json' --data-binary '{"number": 5}')
+  record_addition "http://127.0.0.1:$B" "eo-b-$label" 5 "${B_OUT##*$'\n'}"
+  B_OUT=${B_OUT%$'\n'*}
   ctl RELEASE >/dev/null
   wait "$bg"
 }
-set_direct 100; warm
+set_sum 100; warm
 ctl ARM drop script:set 1 wait >/dev/null
 lost_while_b_adds put-lost put_a put-lost 1000
 check "PUT reply lost: B's +5 in between was acknowledged" '{"message":"Number added successfully.","current_sum":1005}' "$B_OUT"
@@ -89,7 +102,7 @@ check "DELETE reply lost: the resend did not erase B's +5" 5 "$(direct_sum)"
 check "DELETE reply lost: one sum_set event" 1 "$(events del-lost sum_set)"
 
 # ---- the resend's reply is lost too: the outcome is unknown ----
-set_direct 0; warm
+set_sum 0; warm
 ctl ARM drop script:add 1 0 >/dev/null; ctl ARM drop script:add 1 0 >/dev/null
 post_a kk-twice kk-1 8
 check "reply lost twice: 503 outcome-unknown" "503 urn:abacus:problem:outcome-unknown" "$STATUS $(problem_type)"
@@ -107,7 +120,7 @@ check "PUT reply lost twice: applied" 30 "$(direct_sum)"
 wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
 
 # ---- keyed POST, reply lost after Redis ran it ----
-set_direct 0; warm
+set_sum 0; warm
 replays0=$(replays_counted)
 ctl ARM drop script:add 1 0 >/dev/null
 post_a kp-lost kp-1 7
@@ -131,13 +144,13 @@ check "keyless POST reply lost: applied once" 10 "$(direct_sum)"
 check "keyless POST reply lost: one sum_added event" 1 "$(events kl-lost sum_added)"
 
 # ---- GET, reply lost: resent, answered ----
-set_direct 42; warm
+set_sum 42; warm
 ctl ARM drop script:get 1 0 >/dev/null
 req GET "http://127.0.0.1:$A/abacus/sum" -H "X-API-Key: $KEY"
 check "GET reply lost: resent and answered" "200 42" "$STATUS $(json current_sum)"
 
 # ---- the command reset before it reached Redis: resent, applied once ----
-set_direct 0; warm
+set_sum 0; warm
 ctl ARM reset script:add 1 >/dev/null
 post_a kr-reset kr-1 4
 check "keyed POST reset before Redis: 200, applied once" "200 4 4" "$STATUS $(json current_sum) $(direct_sum)"
@@ -153,7 +166,7 @@ check "PUT reset before Redis: applied" "200 50 50" "$STATUS $(json new_sum) $(d
 check "PUT reset before Redis: one sum_set event" 1 "$(events put-reset sum_set)"
 
 # ---- the late reply: Redis ran it, the answer comes after the deadline ----
-set_direct 0; warm
+set_sum 0; warm
 ctl ARM hold script:add 1 4000 >/dev/null
 post_a kh-late kh-1 9
 check "keyed POST, late reply: 503" 503 "$STATUS"
@@ -178,7 +191,7 @@ check "GET, late reply: 503 redis-unavailable (a read changed nothing)" "503 urn
 
 # ---- latency below the deadline: nothing to see ----
 wait_until 5 sh -c "curl -fs -o /dev/null -H 'X-API-Key: $KEY' http://127.0.0.1:$A/abacus/sum"
-set_direct 0
+set_sum 0
 ctl LATENCY 300 >/dev/null
 post_a kl-slow ks-1 11
 check "keyed POST with 300 ms latency: 200, applied once" "200 11 11" "$STATUS $(json current_sum) $(direct_sum)"
@@ -202,7 +215,8 @@ check "the proxy fired every armed fault" "armed=0" "$(ctl STATUS | grep -o 'arm
 
 # ---- Redis full (noeviction): changes refused with their own type, reads served ----
 b_post() { req POST "http://127.0.0.1:$B/abacus/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: $1" \
-  -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
+  -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"
+  record_addition "http://127.0.0.1:$B" "$1" "$2" "$STATUS"; }
 before=$(direct_sum)
 redis-cli -p "$RP" config set maxmemory 1 >/dev/null
 b_post full-1 5
@@ -221,14 +235,17 @@ req GET "http://127.0.0.1:$B/readyz"
 check "room again: /readyz without the remark" '200 {"status":"ready"}' "$STATUS $BODY"
 b_post full-1 5
 check "room again: the refused key applies, once" "200 $((before + 5)) " "$STATUS $(json current_sum) $(header idempotent-replayed)"
+audit_ok "every fault between a worker and Redis" "http://127.0.0.1:$B" "$KEY" "$AUDIT_CSV"
 
 # ---- too few replicas: applied, answered 503 not-replicated, retried safely ----
 read -r RN _ < <(start_redis lonely) || exit 1
 WORKERS=1 start_stack repl REDIS_URL="redis://127.0.0.1:$RN/0" ABACUS_API_KEYS="$KEY" \
   ABACUS_REDIS_MIN_REPLICAS=1 ABACUS_REDIS_WAIT_TIMEOUT_MS=100 || exit 1
 C=$P1
+AUDIT_CSV=$TMP/sent-repl.csv   # another Redis: another ledger
 c_post() { req POST "http://127.0.0.1:$C/abacus/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: $1" \
-  -H "X-Request-ID: $3" -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"; }
+  -H "X-Request-ID: $3" -H 'Content-Type: application/json' --data-binary "{\"number\": $2}"
+  record_addition "http://127.0.0.1:$C" "$1" "$2" "$STATUS"; }
 c_post nr-1 5 nr-first
 check "no replica: 503 not-replicated" "503 urn:abacus:problem:not-replicated" "$STATUS $(problem_type)"
 check "no replica: ... but applied on the master" 5 "$(redis-cli -p "$RN" get '{abacus}:sum')"
@@ -245,6 +262,7 @@ check_true "a replica attached: the retry is confirmed" wait_until 10 replicated
 check "... as a replay of the applied addition" "5 true" "$(json current_sum) $(header idempotent-replayed)"
 check "... applied once in all" 5 "$(redis-cli -p "$RN" get '{abacus}:sum')"
 check "the replica has it" 5 "$(redis-cli -p "$RR" get '{abacus}:sum')"
+audit_ok "not replicated, retried until it was" "http://127.0.0.1:$C" "$KEY" "$AUDIT_CSV"
 out=$(ABACUS_VAR_DIR=$TMP/refused ABACUS_PORTS="$(free_port)" REDIS_URL="redis://127.0.0.1:$RN/0" ABACUS_BIN=$BIN \
   ABACUS_REDIS_MIN_REPLICAS=1 ABACUS_IDEMPOTENCY_REQUIRED=false "$ROOT/tools/abacus-stack" start 2>&1)
 check "replicas without Idempotency-Keys: refused at start" 1 "$?"

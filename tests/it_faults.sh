@@ -3,7 +3,9 @@
 # retries a failed POST with the same key until it gets a 200 or a 4xx):
 # workers killed with SIGKILL, a lighttpd restarted, Redis killed and
 # restarted on its AOF.  Whatever fails, the sum must move by exactly the
-# acknowledged deltas: nothing lost, nothing applied twice.
+# acknowledged deltas: nothing lost, nothing applied twice; and after each,
+# tools/abacus-audit proves it addition by addition from the ledger (each
+# acknowledged once, nothing unexplained), and then fails on a doctored one.
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init faults
@@ -17,9 +19,9 @@ B=http://127.0.0.1:$P2
 workers_of() { pgrep -P "$(cat "$STACK/frontend-$1/frontend.pid")" 2>/dev/null; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
 
-start_load() { # REQUESTS RATE OUT
+start_load() { # REQUESTS RATE OUT: what was sent and answered goes to OUT's .csv too
   "$LOAD" --target1 "$A" --target2 "$B" --requests "$1" --rate "$2" --concurrency 12 --idempotency \
-    --api-key "$KEY" --delta-range=-1000:1000 --verify --timeout 5 >"$3" 2>&1 &
+    --api-key "$KEY" --delta-range=-1000:1000 --verify --timeout 5 --out-csv "${3%.out}.csv" >"$3" 2>&1 &
   LOAD_PID=$!
 }
 
@@ -37,6 +39,7 @@ check "SIGKILLed workers: the load finished (exit 0)" 0 "$?"
 check_match "SIGKILLed workers: the sum is exact" 'verify: ok' "$(cat "$TMP/kill.out")"
 check_match "SIGKILLed workers: every request succeeded in the end" 'succeeded: 4000  failed: 0' "$(cat "$TMP/kill.out")"
 check "workers were killed" 8 "$killed"
+audit_ok "SIGKILLed workers" "$A" "$KEY" "$TMP/kill.csv"
 workers_back() { [ "$(workers_of "$P1" | wc -l)" -eq 3 ] && [ "$(workers_of "$P2" | wc -l)" -eq 3 ]; }
 check_true "lighttpd respawned every worker" wait_until 10 workers_back
 metric_is() { [ "$(metric "$1" abacus_workers)" = "$2" ]; }
@@ -54,6 +57,7 @@ check "lighttpd restarted: the load finished" 0 "$?"
 check_match "lighttpd restarted: the sum is exact" 'verify: ok' "$(cat "$TMP/restart.out")"
 check_match "lighttpd restarted: there were failures that were retried" 'retries: [1-9]' "$(cat "$TMP/restart.out")"
 check "lighttpd restarted: its fresh segment counts its workers" 3 "$(metric "$P2" abacus_workers)"
+audit_ok "lighttpd restarted" "$A" "$KEY" "$TMP/restart.csv"
 
 # ---- Redis killed with SIGKILL under load and restarted on the same AOF ----
 start_load 4000 800 "$TMP/redis.out"
@@ -74,5 +78,18 @@ check "Redis killed: the load finished" 0 "$?"
 # (docs/OPERATIONS.md; with everysec this check fails now and then).
 check_match "Redis killed and restarted: the sum is exact" 'verify: ok' "$(cat "$TMP/redis.out")"
 check_match "Redis killed: failures were retried with the same key" 'retries: [1-9]' "$(cat "$TMP/redis.out")"
+# The ledger is in the AOF with the sum (one script): the audit holds too.
+audit_ok "Redis killed and restarted" "$A" "$KEY" "$TMP/redis.csv"
+
+# ---- the audit can fail here: one acknowledged addition's entry removed ----
+# (tests/it_ledger.sh doctors histories in every way; this one proves the
+# audits above would have seen a loss in this very ledger.)
+victim=$(awk -F, '$4 == 200 { print $8 }' "$TMP/redis.csv" | shuf -n 1)
+entry=$(redis-cli -p "$RPORT" --raw xrange '{abacus}:ledger' - + | grep -B 12 -xF -- "$victim" | grep -E '^[0-9]{13}-[0-9]+$' | tail -n 1)
+check "an acknowledged addition's entry removed (XDEL)" 1 "$(redis-cli -p "$RPORT" xdel '{abacus}:ledger' "$entry")"
+audit_run "entry removed" "$A" "$KEY" "$TMP/redis.csv"
+check "entry removed: the audit fails (exit 1)" 1 "$AUDIT_RC"
+check_match "entry removed: it names the lost addition" "lost: '$victim' was acknowledged and is not in the ledger" "$AUDIT_OUT"
+check_match "entry removed: its summary counts 1 lost" '^abacus-audit: FAILED .* 1 lost, 0 doubled, .*' "$AUDIT_LINE"
 
 suite_end

@@ -2,7 +2,8 @@
 # tools/abacus-load against the local stack: --verify holds under a mixed,
 # random-delta load and across a Redis outage (retries with the same key), it
 # catches a sum that moved for other reasons, and its CSV and /metrics
-# snapshots are what they claim.
+# snapshots are what they claim.  The ledger's audit proves both runs
+# addition by addition (tools/abacus-audit --load-csv).
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init load
@@ -49,6 +50,8 @@ check_match "outage: there were retries" 'retries: [1-9][0-9]*' "$out"
 check_match "outage: failed attempts were 503" '503:[1-9]' "$out"
 check_match "outage: every request succeeded in the end" 'succeeded: 2400  failed: 0' "$out"
 check_true "outage: the CSV shows the 503s" test "$(cut -d, -f4 "$TMP/outage.csv" | grep -c '^503$')" -ge 1
+# The two runs above, addition by addition, before the next one's PUT.
+audit_ok "mixed load, then a Redis outage" "$A" "$KEY" "$TMP/run.csv" "$TMP/outage.csv"
 
 # ---- --verify catches a sum moved behind its back ----
 "$LOAD" --target "$A" --requests 1500 --concurrency 4 --rate 500 --idempotency --api-key "$KEY" --verify \

@@ -122,10 +122,13 @@ check "abacus_workers never counts more than are alive" 1 "$ok"
 respawned=$(comm -13 <(printf '%s\n' "$before_kill" | sort) <(worker_pids "$A" | sort))
 check_match "lighttpd respawned the victim (one new pid)" '^[0-9]+$' "$respawned"
 scrape "$A" "$TMP/r1.txt"
+AUDIT_CSV=$TMP/sent.csv
 check_true "every worker adds, the respawned one ($respawned) included" every_worker_adds "$A" "$KEY"
+AUDIT_CSV=
 scrape "$A" "$TMP/r2.txt"
 check "the respawned worker shares the segment: all $ADDED POSTs counted" "$ADDED" \
   "$(delta "$TMP/r1.txt" "$TMP/r2.txt" abacus_request_total 'endpoint="/abacus/number",method="POST",status="200"')"
+audit_ok "a worker SIGKILLed and respawned" "http://127.0.0.1:$A" "$KEY" "$TMP/sent.csv"
 stop_stack
 
 # ---- a real Prometheus scraping both front ends ----

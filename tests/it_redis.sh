@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Redis as it really behaves (SPEC section 6): the REDIS_URL forms, timeouts,
 # 503 + Retry-After instead of a hang, reconnection after a restart or a
-# freeze, NOSCRIPT reload, refused writes, the eviction-policy warning.
+# freeze, NOSCRIPT reload, refused writes, the eviction-policy warning.  The
+# ledger's audit proves every addition through the stop, freeze and kill of the
+# stack's own Redis, SCRIPT FLUSH and out-of-memory applied exactly once.
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init redis
@@ -93,6 +95,7 @@ stop_stack
 # (A high rate limit: all_workers_add may send a few hundred requests within a minute.)
 start_stack own ABACUS_API_KEYS=$KEY ABACUS_REDIS_TIMEOUT_MS=400 ABACUS_REDIS_CONNECT_TIMEOUT_MS=300 ABACUS_RATE_LIMIT_REQUESTS=100000 || exit 1
 check_match "noeviction by default: no warning" '^$' "$(grep redis_eviction_policy "$STACK"/frontend-*/error.log)"
+AUDIT_CSV=$TMP/own.csv   # every addition from here on (post, every_worker_adds), for the audit
 post "$P1" "$KEY" own-1 100
 check "before the restart" "200 100" "$STATUS $(json current_sum)"
 rpid=$(cat "$STACK/redis/redis.pid")
@@ -164,6 +167,11 @@ check "maxmemory reached: nothing changed" "$SUM" "$(sum_at "$P1" "$KEY")"
 post "$P1" "$KEY" oom-1 5
 SUM=$((SUM + 5))
 check "maxmemory cleared: the refused key applies" "200 $SUM" "$STATUS $(json current_sum)"
+# Audited here, not after the next step: there the stack's Redis becomes a
+# replica of a master that holds only the sum, and resyncing replaces its
+# whole data set, the ledger included (a loss on purpose, not the service's).
+audit_ok "Redis stopped, frozen, killed, scripts flushed, full" "http://127.0.0.1:$P1" "$KEY" "$AUDIT_CSV"
+AUDIT_CSV=
 
 # ---- Redis refusing writes: a read-only replica ----
 read -r master_port _ < <(start_redis master --appendonly no)

@@ -22,8 +22,9 @@
 # (straight away, or after retries on the other front end with the same API
 # key, the same Idempotency-Key and the same body: tools/abacus-load retries
 # a transport error, 429 or 5xx so), and no attempt of any client is ever
-# answered 401 or 403.  The sum must end at exactly the acknowledged deltas.
-# With a graceful reload (1) not even an attempt may fail.
+# answered 401 or 403.  The sum must end at exactly the acknowledged deltas,
+# and the ledger's audit must find every acknowledged addition of every client
+# exactly once.  With a graceful reload (1) not even an attempt may fail.
 #
 # It also pins down what a client switching keys must know: idempotency
 # records and rate budgets are per API key, so the same Idempotency-Key sent
@@ -231,6 +232,8 @@ check "file: a graceful reload fails not even one attempt" 0 "$bad"
 rotate env "$K2" "$K3" env
 post "$P1" "$K1" "$CROSS_IDEM" 7
 check "after both: a retry with a removed key is refused (403), nothing added" 403 "$STATUS"
+# (No admin keys here: the key in use may read the ledger.)
+audit_ok "two rotations, front ends reloaded and restarted under load" "$A" "$K3" "$TMP"/{file,env}-{old,new}.csv
 
 # Continuity, per rotation: the longest time without a successful addition.
 for label in file env; do

@@ -44,6 +44,7 @@ check "ABACUS_MAX_BODY_BYTES reached the workers" 413 "$STATUS"
 check "each front end has its own metrics segment name" 2 "$(for p in "$P1" "$P2"; do tr '\0' '\n' <"/proc/$(cat "$STACK/frontend-$p/frontend.pid")/environ" | grep '^ABACUS_METRICS_SHM='; done | sort -u | wc -l)"
 
 # ---- a killed worker is respawned by lighttpd; requests keep succeeding ----
+AUDIT_CSV=$TMP/sent.csv   # the additions from here on, for the audit below
 victim=$(pgrep -P "$(cat "$STACK/frontend-$P1/frontend.pid")" | head -n 1)
 kill -KILL "$victim"
 ok=0
@@ -63,6 +64,8 @@ stack_env "$STACK" "$ROOT/tools/abacus-stack" start >/dev/null 2>&1
 check "start again brings the front end back" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/readyz")"
 check "... with fresh workers only" 2 "$(workers_of "$P2")"
 check "the sum survived" 29 "$(sum_at "$P2" local-dev-key)"
+audit_ok "a worker and a lighttpd SIGKILLed" "http://127.0.0.1:$P2" local-dev-key "$AUDIT_CSV"
+AUDIT_CSV=
 
 # Started as root, the workers drop to nobody and run from a runtime directory
 # of their own (the checkout may be private); the user's var/ links to it.
