@@ -43,9 +43,12 @@ typedef void (*handler_fn)(struct request *r);
  * A store failure: its response (lib/http), its counter and its log line;
  * STORE_OK and STORE_REPLAYED are no failure.  keyed: see http_store_outcome.
  */
-static bool store_ok_or_problem(struct request *r, enum store_status status, bool keyed)
+static bool store_ok_or_problem(struct request *r, enum store_status status, bool keyed,
+                                const struct store_result *res)
 {
 	struct log_line l;
+	/* A refusal this worker answered from memory is logged at debug: a flood of them costs no disk either. */
+	enum log_level level = status == STORE_RATE_LIMITED && res->budget.remembered ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN;
 
 	if (status == STORE_OK || status == STORE_REPLAYED)
 		return true;
@@ -54,8 +57,7 @@ static bool store_ok_or_problem(struct request *r, enum store_status status, boo
 	else if (status == STORE_KEY_CONFLICT)
 		metrics_inc(METRICS_IDEMPOTENCY_CONFLICTS);
 	http_store_outcome(r, status, keyed);
-	if (status != STORE_UNAVAILABLE &&
-	    log_begin(&l, LOG_LEVEL_WARN, store_strerror(status), r->request_id)) {
+	if (status != STORE_UNAVAILABLE && log_begin(&l, level, store_strerror(status), r->request_id)) {
 		log_str(&l, "key_id", r->caller.key_id);
 		log_str(&l, "limit_id", r->caller.limit_id);
 		log_end(&l);
@@ -107,6 +109,13 @@ static void log_unconfirmed(struct request *r, const char *event, int64_t delta,
  */
 static bool refused_here(struct request *r, struct store_result *res, int64_t *asked_at_us)
 {
+	static unsigned long reconnects;
+
+	/* A new connection may be a restarted or failed-over Redis: every budget free again. */
+	if (store_reconnects(worker.store) != reconnects) {
+		reconnects = store_reconnects(worker.store);
+		ratelimit_forget_refusals();
+	}
 	*asked_at_us = ratelimit_clock_us();
 	return ratelimit_refused_here(&r->caller, *asked_at_us, &res->budget);
 }
@@ -133,7 +142,7 @@ static void handle_get_sum(struct request *r)
 	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
 	         remember_refusal(r, store_get(worker.store, &r->caller, &res), asked_at, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
-	if (!store_ok_or_problem(r, status, false))
+	if (!store_ok_or_problem(r, status, false, &res))
 		return;
 	http_reply_json_int(r, 200, "{\"current_sum\":", res.sum, "}");
 }
@@ -158,7 +167,7 @@ static void handle_post_number(struct request *r)
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
 		log_unconfirmed(r, "sum_added", number, res.sum);
-	if (!store_ok_or_problem(r, status, key.len > 0))
+	if (!store_ok_or_problem(r, status, key.len > 0, &res))
 		return;
 	if (status == STORE_REPLAYED) {
 		http_add_header(r, "Idempotent-Replayed", "true");
@@ -181,7 +190,7 @@ static void set_sum(struct request *r, int64_t value, bool reset, const char *he
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (status == STORE_NOT_REPLICATED)
 		log_unconfirmed(r, "sum_set", value, res.sum);
-	if (!store_ok_or_problem(r, status, false))
+	if (!store_ok_or_problem(r, status, false, &res))
 		return;
 	log_sum_event(r, "sum_set", value, res.sum);
 	http_reply_json_int(r, 200, head, res.sum, "}");
@@ -205,18 +214,24 @@ static void handle_delete_sum(struct request *r)
 	set_sum(r, 0, true, "{\"message\":\"Sum reset successfully.\",\"new_sum\":");
 }
 
-/* "<ms>-<seq>": an entry id as Redis writes them (each part 1-20 digits). */
+/* n decimal digits at s that fit an unsigned 64-bit integer (Redis's ids are two). */
+static bool is_uint64_digits(const char *s, size_t n)
+{
+	static const char max[] = "18446744073709551615";
+
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return n >= 1 && (n < sizeof(max) - 1 || (n == sizeof(max) - 1 && memcmp(s, max, n) <= 0));
+}
+
+/* "<ms>-<seq>": an entry id as Redis writes them. */
 static bool is_entry_id(const char *s, size_t len)
 {
-	size_t ms = 0, seq;
+	const char *dash = memchr(s, '-', len);
 
-	while (ms < len && ms <= 20 && s[ms] >= '0' && s[ms] <= '9')
-		ms++;
-	if (ms == 0 || ms > 20 || ms >= len || s[ms] != '-')
-		return false;
-	for (seq = ms + 1; seq < len && s[seq] >= '0' && s[seq] <= '9'; seq++)
-		;
-	return seq == len && seq - ms - 1 >= 1 && seq - ms - 1 <= 20;
+	return dash != NULL && is_uint64_digits(s, (size_t)(dash - s)) &&
+	       is_uint64_digits(dash + 1, len - (size_t)(dash - s) - 1);
 }
 
 /* ?after=<entry id>&limit=<1..1000> (both optional; limit 100) or a 400 problem. */
@@ -280,7 +295,7 @@ static void handle_get_ledger(struct request *r)
 	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
 	         remember_refusal(r, store_ledger(worker.store, &r->caller, after, limit, &res, &page), asked_at, &res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
-	if (!store_ok_or_problem(r, status, false))
+	if (!store_ok_or_problem(r, status, false, &res))
 		return;
 	r->resp.status = 200;
 	r->resp.content_type = "application/json";

@@ -63,12 +63,17 @@ static void aggregate_ipv6(char *client, size_t cap, long prefix)
 			snprintf(client, cap, "%s", text);
 		return;
 	}
-	if (prefix < 1 || prefix >= 128)
+	if (prefix < 1 || prefix > 128)
 		return;
+	/* Written back by inet_ntop either way: "2001:DB8::1" and "2001:db8::1" are one caller. */
 	for (long bit = prefix; bit < 128; bit++)
 		a[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-	if (inet_ntop(AF_INET6, a, text, sizeof(text)) != NULL)
+	if (inet_ntop(AF_INET6, a, text, sizeof(text)) == NULL)
+		return;
+	if (prefix < 128)
 		snprintf(client, cap, "%s/%d", text, (int)prefix);
+	else
+		snprintf(client, cap, "%s", text);
 }
 
 void ratelimit_identify(struct request *r, const struct config *cfg)
@@ -128,6 +133,7 @@ bool ratelimit_refusal(int64_t reset_us, int64_t retry_us, struct ratelimit_budg
 		b->retry_after_seconds = 1;
 	b->reset_us = reset_us;
 	b->retry_us = retry_us;
+	b->remembered = false;
 	return true;
 }
 
@@ -137,6 +143,7 @@ static struct memo {
 	char id[sizeof(((struct caller *)0)->limit_id)];
 	int64_t retry_at_us;    /* the earliest moment one request may pass */
 	int64_t reset_at_us;    /* the budget is full again */
+	int64_t trusted_until_us; /* answered here until then (RATELIMIT_MEMO_TRUST_US at most) */
 } memo[RATELIMIT_MEMO_SLOTS];
 
 int64_t ratelimit_clock_us(void)
@@ -161,10 +168,13 @@ bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratel
 {
 	const struct memo *m = memo_slot(c->limit_id);
 
-	if (m->retry_at_us <= now_us || strcmp(m->id, c->limit_id) != 0)
+	if (m->trusted_until_us <= now_us || strcmp(m->id, c->limit_id) != 0)
 		return false;
-	return ratelimit_refusal(m->reset_at_us > now_us ? m->reset_at_us - now_us : 0,
-	                         m->retry_at_us - now_us, b);
+	if (!ratelimit_refusal(m->reset_at_us > now_us ? m->reset_at_us - now_us : 0,
+	                       m->retry_at_us - now_us, b))
+		return false;
+	b->remembered = true;
+	return true;
 }
 
 void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
@@ -178,6 +188,7 @@ void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
 	snprintf(m->id, sizeof(m->id), "%s", c->limit_id);
 	m->retry_at_us = asked_at_us + b->retry_us;
 	m->reset_at_us = asked_at_us + b->reset_us;
+	m->trusted_until_us = asked_at_us + (b->retry_us < RATELIMIT_MEMO_TRUST_US ? b->retry_us : RATELIMIT_MEMO_TRUST_US);
 }
 
 void ratelimit_forget_refusals(void)
@@ -196,6 +207,7 @@ bool ratelimit_admitted(int64_t remaining, long window_seconds, struct ratelimit
 	b->retry_after_seconds = 0;
 	b->reset_us = (int64_t)b->reset_seconds * 1000000;
 	b->retry_us = 0;
+	b->remembered = false;
 	return true;
 }
 

@@ -26,6 +26,7 @@ struct ratelimit_budget {
 	long retry_after_seconds; /* for a refusal: until one request passes */
 	int64_t reset_us;       /* a refusal's two delays, exact (Redis's microseconds) */
 	int64_t retry_us;
+	bool remembered;        /* answered from this worker's memory, without Redis */
 };
 
 #define RATELIMIT_KEY_MAX (CONFIG_PREFIX_MAX + 2 + 4 + sizeof(((struct caller *)0)->limit_id))
@@ -59,9 +60,14 @@ void ratelimit_identify(struct request *r, const struct config *cfg);
  * Redis.  Nothing is ever admitted here, so "never more than the limit in any
  * window-long interval" stays exact.  Per worker, RATELIMIT_MEMO_SLOTS
  * callers by hash: a caller pushed out costs one round trip, nothing else.
- * Times are CLOCK_MONOTONIC microseconds (ratelimit_clock_us).
+ * A refusal is trusted RATELIMIT_MEMO_TRUST_US at most (the limiter's records
+ * are not persisted: a Redis restart or failover frees every budget, and the
+ * worker's clock is not Redis's), and all are forgotten when the worker
+ * reconnects (ratelimit_forget_refusals).  The answer's Retry-After is still
+ * the full one Redis gave.  Times are CLOCK_MONOTONIC microseconds.
  */
 #define RATELIMIT_MEMO_SLOTS 256
+#define RATELIMIT_MEMO_TRUST_US 1000000
 
 int64_t ratelimit_clock_us(void);
 
@@ -76,7 +82,7 @@ bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratel
 void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
                                 const struct ratelimit_budget *b);
 
-/* Forgets every remembered refusal (tests). */
+/* Forgets every remembered refusal (a reconnection to Redis; tests). */
 void ratelimit_forget_refusals(void);
 
 /*

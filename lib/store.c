@@ -453,18 +453,19 @@ enum store_status store_ledger(struct store *store, const struct caller *caller,
 {
 	char rl[RATELIMIT_KEY_MAX];
 	char count[DECIMAL_MAX];
-	const char *argv[7];
-	size_t argvlen[7];
-	struct script_call call = { .id = SCRIPT_LEDGER, .argc = 7, .nkeys = 2, .argv = argv,
+	const char *argv[8];
+	size_t argvlen[8];
+	struct script_call call = { .id = SCRIPT_LEDGER, .argc = 8, .nkeys = 3, .argv = argv,
 	                            .argvlen = argvlen };
 
 	memset(res, 0, sizeof(*res));
 	res->page = page;
-	/* KEYS: ledger, rl.  ARGV: after ('-': from the oldest), count (lib/lua/ledger.lua). */
+	/* KEYS: ledger, rl, sum.  ARGV: after ('-': from the oldest), count (lib/lua/ledger.lua). */
 	put_str(&call, 3, store->ledger_key);
 	put_arg(&call, 4, rl, ratelimit_key(store->prefix, caller, rl));
-	put_str(&call, 5, after[0] != '\0' ? after : "-");
-	put_arg(&call, 6, count, decimal_format(count, limit));
+	put_str(&call, 5, store->sum_key);
+	put_str(&call, 6, after[0] != '\0' ? after : "-");
+	put_arg(&call, 7, count, decimal_format(count, limit));
 	return finish(call_run(&store->tr, &call), store, &call, res, "ledger");
 }
 

@@ -105,8 +105,10 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 
 /*
  * Up to limit ledger entries after the entry id `after` ("" from the oldest),
- * oldest first, as the JSON object {"entries":[...],"next":...} into page
- * (docs/API.md, the ledger).  Goes through the rate limiter like every read.
+ * oldest first, as the JSON object {"entries":[...],"next":...,"sum":...,
+ * "last":...} into page (docs/API.md, the ledger): sum and last are the sum
+ * and the newest entry's id read with the page.  Goes through the rate
+ * limiter like every read.
  */
 #define STORE_LEDGER_LIMIT_MAX 1000
 enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,

@@ -315,14 +315,70 @@ START_TEST(test_store_ledger_records_each_applied_change)
 	ck_assert_int_eq(store_ledger(s, &bob, "", 2, &res, &page), STORE_OK);
 	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"add\",\"number\":5,\"sum\":5,\"key_id\":\"aaaaaaaa\","
 	                                        "\"idempotency_key\":\"led-1\",\"request_id\":\"req-1\"}"));
-	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"reset\",\"number\":7,\"sum\":7,\"key_id\":\"bbbbbbbb\","
+	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"reset\",\"number\":7,\"sum\":7,\"was\":5,\"key_id\":\"bbbbbbbb\","
 	                                        "\"idempotency_key\":null,\"request_id\":\"req-4\"}"));
+	/* The sum and the newest entry, read with the page: the keyless -2 made it 5. */
+	ck_assert_ptr_nonnull(strstr(page.text, "\"sum\":5,\"last\":\""));
 	ck_assert_ptr_null(strstr(page.text, "req-5"));          /* limit 2 */
 	/* Alice's 4th request passes (a replay: nothing appended), her 5th is refused: nothing appended. */
 	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req-6", &res), STORE_REPLAYED);
 	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req-7", &res), STORE_RATE_LIMITED);
 	ck_assert_int_eq(ledger_len(), 3);
 	free(page.text);
+	store_free(s);
+}
+END_TEST
+
+/*
+ * A change whose entry the ledger refuses (another type at the stream's key:
+ * an operator's mistake) is undone by its script: no change without its entry.
+ */
+START_TEST(test_store_change_refused_by_the_ledger_is_undone)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("undone-1"), none = { NULL, 0 };
+	char name[256];
+	redisReply *r;
+	static const int64_t deltas[] = { 5, -7, INT64_MIN, INT64_MAX - 40 };
+
+	ck_assert_int_eq(store_set(s, &alice, 40, false, "req", &res), STORE_OK);
+	snprintf(name, sizeof(name), "{%s}:ledger", prefix);
+	freeReplyObject(raw("DEL %s", name));
+	freeReplyObject(raw("SET %s not-a-stream", name));
+	for (size_t i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
+		ck_assert_int_eq(store_add(s, &alice, i % 2 ? &none : &k, deltas[i], "req", &res), STORE_UNAVAILABLE);
+		ck_assert_int_eq(sum_of(s), 40);
+	}
+	ck_assert_int_eq(store_set(s, &alice, 7, true, "req", &res), STORE_UNAVAILABLE);
+	ck_assert_int_eq(sum_of(s), 40);
+	/* Nothing recorded either: with the stream back, the same key applies (not a replay). */
+	freeReplyObject(raw("DEL %s", name));
+	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req", &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 45);
+	r = raw("XLEN %s", name);
+	ck_assert_int_eq(r->integer, 1);
+	freeReplyObject(r);
+	store_free(s);
+}
+END_TEST
+
+/* An overflow, a corrupt sum and a resend that finds its token append nothing. */
+START_TEST(test_store_refused_changes_append_nothing)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("edge-1"), none = { NULL, 0 };
+	char name[256];
+
+	ck_assert_int_eq(store_set(s, &alice, INT64_MAX, false, "req", &res), STORE_OK);
+	ck_assert_int_eq(ledger_len(), 1);
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req", &res), STORE_OVERFLOW);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "req", &res), STORE_OVERFLOW);
+	snprintf(name, sizeof(name), "{%s}:sum", prefix);
+	freeReplyObject(raw("SET %s twelve", name));
+	ck_assert_int_eq(store_add(s, &alice, &k, 1, "req", &res), STORE_NOT_INTEGER);
+	ck_assert_int_eq(ledger_len(), 1);
 	store_free(s);
 }
 END_TEST
@@ -578,6 +634,8 @@ static Suite *store_suite(void)
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
 	tcase_add_test(core, test_store_ledger_records_each_applied_change);
 	tcase_add_test(core, test_store_ledger_off_writes_nothing);
+	tcase_add_test(limits, test_store_refused_changes_append_nothing);
+	tcase_add_test(errors, test_store_change_refused_by_the_ledger_is_undone);
 	tcase_add_test(limits, test_store_rate_limit_entries_never_exceed_the_limit);
 	tcase_add_test(limits, test_store_rate_limit_counts_a_repeated_microsecond);
 	tcase_add_test(limits, test_store_two_configurations_share_one_redis);

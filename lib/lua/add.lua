@@ -36,7 +36,16 @@ else
   else
     local s = redis.call('GET', KEYS[1])
     redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. s .. ' ' .. ARGV[3], 'EX', use_idem and TTL or OP_TTL)
---@include ledger_append.lua LEDGER=KEYS[4] OP='add' N=ARGV[1] SUM=s KEY=ARGV[5] IDEM=ARGV[7] REQ=ARGV[6]
+--@include ledger_append.lua LEDGER=KEYS[4] OP='add' N=ARGV[1] SUM=s KEY=ARGV[5] IDEM=ARGV[7] REQ=ARGV[6] EXTRA=
+    if ledger_err then
+      -- Undone exactly (DECRBY cannot take -2^63: add 2^63 - 1, then 1).
+      if type(redis.pcall('DECRBY', KEYS[1], ARGV[1])) == 'table' then
+        redis.call('INCRBY', KEYS[1], '9223372036854775807')
+        redis.call('INCRBY', KEYS[1], '1')
+      end
+      redis.call('DEL', KEYS[2])
+      return ledger_err
+    end
     reply = 'ok ' .. left .. ' ' .. s
   end
 end

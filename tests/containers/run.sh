@@ -34,6 +34,11 @@ else
   read -r -a COMPOSE <<<"${COMPOSE:-docker compose}"
   BUILD_ARGS=()
 fi
+# Docker Compose leaves a profile's services alone unless the profile is
+# given (up: started by naming them; down: only with --profile); podman-compose
+# 1.0 knows no profiles (it starts every service) and no --profile option.
+PROFILE=()
+[ "${COMPOSE[0]}" = podman-compose ] || PROFILE=(--profile scale)
 PROJECT=abacusct$$
 KEY=local-dev-key
 APP1=$(free_port) APP2=$(free_port) LB=$(free_port)
@@ -68,7 +73,7 @@ add_on() { # add_on PORT NUMBER IDEMPOTENCY_KEY: prints the status
     -H 'Content-Type: application/json' -d "{\"number\": $2}" "http://127.0.0.1:$1/abacus/number"
 }
 down_everything() {
-  compose_quiet down -v -t 10 || true
+  compose_quiet "${PROFILE[@]}" down -v -t 10 || true
   # podman-compose 1.0 has no step that removes the project's network.
   "$ENGINE" network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
 }
@@ -76,9 +81,31 @@ CLEANUP_HOOKS+=(down_everything)
 started=$(date +%s)
 
 # ---- images ----
+# Each image the files name: the published one when it can be pulled (or is
+# here already, pulled before); otherwise a stand-in made here from Debian's
+# packages, labelled with the hash of what made it, so a changed recipe is
+# made again and a stand-in is never taken for the published image.
 say "images"
-if ! image_exists debian:bookworm-slim; then
-  [ "$ENGINE" = podman ] || { echo "FAIL no debian:bookworm-slim image"; exit 1; }
+STANDIN_LABEL=org.abacus.standin
+standin_of() { "$ENGINE" image inspect "$1" --format "{{ index .Config.Labels \"$STANDIN_LABEL\" }}" 2>/dev/null; }
+# have_image IMAGE RECIPE: 0 when IMAGE is the published one or the stand-in of RECIPE (a hash).
+have_image() {
+  local label
+  image_exists "$1" || return 1
+  label=$(standin_of "$1")
+  case $label in
+    ""|"<no value>") echo "note: $1: the published image (here already)"; return 0 ;;
+    "$2") echo "note: $1: the stand-in made here before ($2)"; return 0 ;;
+  esac
+  echo "note: $1: a stand-in of another recipe ($label): made again"
+  return 1
+}
+pull() { timeout 120 "$ENGINE" pull -q "docker.io/library/$1" >"$TMP/pull.log" 2>&1 && echo "note: $1: pulled from the registry"; }
+
+# The base's recipe is the mmdebstrap command below: change this name with it.
+recipe=$(printf 'mmdebstrap-minbase-merged-usr-v1' | sha256sum | cut -c1-12)
+if ! have_image debian:bookworm-slim "$recipe" && ! pull debian:bookworm-slim; then
+  [ "$ENGINE" = podman ] || { echo "FAIL no debian:bookworm-slim image and no registry"; exit 1; }
   t=$(date +%s)
   # The published image's trim: no documentation, no apt lists, and /usr
   # merged by mmdebstrap's hook rather than the usrmerge package (which pulls
@@ -89,8 +116,8 @@ if ! image_exists debian:bookworm-slim; then
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     bookworm "$TMP/base.tar" >"$TMP/mmdebstrap.log" 2>&1
   check "base image: mmdebstrap bookworm (minbase) from the Debian mirror" 0 "$?"
-  podman import -q "$TMP/base.tar" docker.io/library/debian:bookworm-slim >/dev/null
-  check "base image: imported as debian:bookworm-slim" 0 "$?"
+  podman import -q --change "LABEL $STANDIN_LABEL=$recipe" "$TMP/base.tar" docker.io/library/debian:bookworm-slim >/dev/null
+  check "base image: imported as debian:bookworm-slim (stand-in $recipe)" 0 "$?"
   rm -f "$TMP/base.tar"
   echo "measured: base image made in $(( $(date +%s) - t )) s"
 fi
@@ -102,13 +129,12 @@ for image in $(sed -n 's/^ *image: *//p' docker-compose.yml | sort -u); do
     nginx:*) standin=nginx ;;
     *) check "an image docker-compose.yml names has a stand-in" "" "$image"; continue ;;
   esac
-  if image_exists "$image"; then
-    echo "note: $image exists: used as it is"
-  else
-    "$ENGINE" build -q "${BUILD_ARGS[@]}" -t "docker.io/library/$image" \
-      -f "tests/containers/$standin.Dockerfile" tests/containers >"$TMP/build-$standin.log" 2>&1
-    check "stand-in for $image built from Debian packages" 0 "$?"
-  fi
+  recipe=$(cat "tests/containers/$standin.Dockerfile" tests/containers/"$standin"-*.sh 2>/dev/null | sha256sum | cut -c1-12)
+  have_image "$image" "$recipe" && continue
+  pull "$image" && continue
+  "$ENGINE" build -q "${BUILD_ARGS[@]}" --label "$STANDIN_LABEL=$recipe" -t "docker.io/library/$image" \
+    -f "tests/containers/$standin.Dockerfile" tests/containers >"$TMP/build-$standin.log" 2>&1
+  check "no registry: stand-in for $image built from Debian packages ($recipe)" 0 "$?"
 done
 
 # The build context: what .dockerignore keeps out (var/ may hold GBs of AOF).
@@ -135,11 +161,15 @@ check "image: stops with SIGINT (lighttpd's graceful stop)" SIGINT "$("$ENGINE" 
 check_match "image: exposes 8000" '8000/tcp' "$("$ENGINE" image inspect abacus:local --format '{{json .Config.ExposedPorts}}')"
 
 # ---- the seed's commands: redis + app1 + app2 ----
-say "compose up -d redis app1 app2 (host ports $APP1, $APP2)"
-compose_quiet up -d redis app1 app2
-check "compose up -d redis app1 app2" 0 "$?"
+say "compose up -d (host ports $APP1, $APP2)"
+compose_quiet up -d
+check "compose up -d (the seed's command)" 0 "$?"
+[ "${COMPOSE[0]}" = podman-compose ] && echo "note: podman-compose 1.0 starts the scale profile's app and lb too (it ignores profiles)"
 check_true "app1 ready on 127.0.0.1:$APP1" wait_until 60 ready "$APP1"
 check_true "app2 ready on 127.0.0.1:$APP2" wait_until 60 ready "$APP2"
+app1_container=$(service_containers app1 | head -n 1)
+healthy() { "$ENGINE" exec "$1" /usr/local/bin/abacus-entrypoint healthcheck >/dev/null 2>&1; }
+check_true "the image's HEALTHCHECK passes in app1" healthy "$app1_container"
 before=$(sum_on "$APP1")
 check "POST on app1" 200 "$(add_on "$APP1" 7 "ct-$PROJECT-1")"
 check "GET on app2 sees app1's addition (one sum)" "$((before + 7))" "$(sum_on "$APP2")"
@@ -171,30 +201,43 @@ echo "$out" | grep -E '^(requests|throughput|verify)' | sed 's/^/   load: /'
 say "Redis restarted"
 before=$(sum_on "$APP1")
 check_match "Redis writes its AOF to the volume" 'appendonlydir' "$(in_app redis 'ls /data')"
-compose_quiet restart redis
-check "compose restart redis" 0 "$?"
+compose_quiet stop redis
+check "compose stop redis" 0 "$?"
+check_true "without Redis the image's HEALTHCHECK fails (not ready)" wait_until 10 eval '! healthy "$app1_container"'
+compose_quiet start redis
+check "compose start redis" 0 "$?"
 check_true "app1 ready again" wait_until 60 ready "$APP1"
+check_true "... and healthy again" wait_until 30 healthy "$app1_container"
 check_true "app2 ready again" wait_until 60 ready "$APP2"
-check "the sum after the restart is the sum before it" "$before" "$(sum_on "$APP2")"
+check "the sum after the restart is the sum before it (the AOF on the volume)" "$before" "$(sum_on "$APP2")"
 check "an addition after the restart" 200 "$(add_on "$APP1" 1 "ct-$PROJECT-3")"
 check "... counted once" "$((before + 1))" "$(sum_on "$APP2")"
 
 # ---- app1 stopped during load: in-flight requests finish ----
 say "app1 stopped during load"
 # A request in flight when the stop signal arrives: head and half the body
-# now, the rest after the signal.  lighttpd's graceful stop must answer it.
+# now; the rest only once new connections to app1 are refused (the stop
+# signal has arrived: lighttpd closed its listener), so it is truly in
+# flight across the signal.  lighttpd's graceful stop must answer it.
 app1_container=$(service_containers app1 | head -n 1)
 before=$(sum_on "$APP1")
 python3 - "$APP1" "$KEY" "ct-$PROJECT-inflight" >"$TMP/inflight.out" 2>&1 <<'PY' &
 import socket, sys, time
 port, key, idem = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 body = b'{"number": 1000}'
-s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
 s.sendall(b"POST /abacus/number HTTP/1.1\r\nHost: app1\r\nX-API-Key: " + key.encode() +
           b"\r\nIdempotency-Key: " + idem.encode() + b"\r\nContent-Type: application/json\r\n" +
           b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:8])
-open("/dev/stderr", "w").write("sent-half\n")
-time.sleep(2.5)                      # the stop signal arrives meanwhile
+refused = False
+for _ in range(200):                 # 20 s at most
+    time.sleep(0.1)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        refused = True
+        break
+print("listener closed" if refused else "listener never closed")
 s.sendall(body[8:])
 reply = b""
 while True:
@@ -216,7 +259,8 @@ t0=$(date +%s%N)
 compose_quiet stop -t 10 app1
 stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 wait "$inflight"
-check "a request in flight at the stop signal is answered" "HTTP/1.1 200 OK" "$(tail -n 1 "$TMP/inflight.out")"
+check "a request in flight when app1's listener closed (the stop signal) is answered" "listener closed
+HTTP/1.1 200 OK" "$(tail -n 2 "$TMP/inflight.out")"
 wait "$load"
 check "load through both while app1 stops: exit 0" 0 "$?"
 check_match "... every addition acknowledged in the end (retried on app2)" 'failed: 0 ' "$(cat "$TMP/stop-load.out") "
@@ -241,9 +285,8 @@ echo "$out" | tail -n 1 | sed 's/^/   /'
 
 # ---- scale mode: ABACUS_SCALE replicas behind nginx ----
 say "scale mode: $ABACUS_SCALE replicas of app behind lb (host port $LB)"
-compose_quiet stop app1 app2
-compose_quiet up -d redis app lb
-check "compose up -d redis app lb (ABACUS_SCALE=$ABACUS_SCALE)" 0 "$?"
+compose_quiet "${PROFILE[@]}" up -d
+check "compose ${PROFILE[*]} up -d (ABACUS_SCALE=$ABACUS_SCALE)" 0 "$?"
 check "$ABACUS_SCALE replicas of app run" "$ABACUS_SCALE" "$(service_containers app | wc -l)"
 check_true "lb ready on 127.0.0.1:$LB" wait_until 60 ready "$LB"
 # The replicas start with nginx: give each time to answer before counting.
@@ -259,15 +302,18 @@ for c in $(service_containers app); do
   [ "$n" -gt 0 ] && served=$((served + 1))
 done
 check "every replica served additions" "$ABACUS_SCALE" "$served"
+out=$(tests/smoke.sh "http://127.0.0.1:$LB" "$KEY" 2>&1)
+check "tests/smoke.sh against the load balancer (127.0.0.1:$LB)" 0 "$?"
+echo "$out" | tail -n 1 | sed 's/^/   smoke: /'
 out=$(tools/abacus-load --target "http://127.0.0.1:$LB" --requests 2000 --concurrency 16 --idempotency \
   --api-key "$KEY" --verify 2>&1)
 check "abacus-load --verify through lb" 0 "$?"
 echo "$out" | grep -E '^(requests|throughput|verify)' | sed 's/^/   load: /'
 
 # ---- down -v ----
-say "compose down -v"
-compose_quiet down -v -t 10
-check "compose down -v" 0 "$?"
+say "compose ${PROFILE[*]} down -v"
+compose_quiet "${PROFILE[@]}" down -v -t 10
+check "compose ${PROFILE[*]} down -v" 0 "$?"
 if [ "${COMPOSE[0]}" = podman-compose ] && "$ENGINE" network exists "${PROJECT}_default" 2>/dev/null; then
   echo "note: podman-compose 1.0 leaves the project's network (its down has no network step): removed with podman network rm"
   "$ENGINE" network rm -f "${PROJECT}_default" >/dev/null
