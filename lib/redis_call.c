@@ -452,27 +452,53 @@ static bool memory_full(const redisReply *info)
 	return max > 0 && used >= max;
 }
 
+/*
+ * PING and INFO memory on the connection (made if needed).  false: no answer;
+ * then *stale says whether the connection, open before, failed as a stale
+ * one does (EOF or a reset: Redis restarted since), so one more try on a new
+ * connection may follow, as for a script.
+ */
+static bool ping_once(struct transport *tr, uint64_t deadline, redisReply **reply, redisReply **info, bool *stale)
+{
+	bool was_open = tr->ctx != NULL;
+	uint64_t started;
+	int err, saved_errno;
+
+	*stale = false;
+	*reply = *info = NULL;
+	if (!call_ensure_connected(tr, deadline) || !transport_set_timeout(tr, deadline))
+		return false;
+	errno = 0;
+	started = transport_now_us();
+	redisAppendCommand(tr->ctx, "PING");
+	redisAppendCommand(tr->ctx, "INFO memory");
+	if (redisGetReply(tr->ctx, (void **)reply) == REDIS_OK &&
+	    redisGetReply(tr->ctx, (void **)info) == REDIS_OK) {
+		transport_count_op(METRICS_OP_PING, *reply, started);
+		return true;
+	}
+	err = tr->ctx->err;
+	saved_errno = errno;
+	transport_count_op(METRICS_OP_PING, NULL, started);
+	freeReplyObject(*reply);
+	*reply = NULL;
+	transport_disconnect(tr, tr->ctx->errstr);
+	*stale = was_open && (err == REDIS_ERR_EOF || err == REDIS_ERR_IO) &&
+	         saved_errno != EAGAIN && saved_errno != EWOULDBLOCK;
+	return false;
+}
+
 enum call_ping call_ping(struct transport *tr)
 {
 	uint64_t deadline = transport_now_ms() + (uint64_t)tr->connect_timeout_ms +
 	                    (uint64_t)tr->command_timeout_ms;
-	redisReply *reply = NULL, *info = NULL;
-	uint64_t started;
-	bool ok, full;
+	redisReply *reply, *info;
+	bool ok, full, stale;
 
-	if (!call_ensure_connected(tr, deadline) || !transport_set_timeout(tr, deadline))
+	/* A connection Redis closed (a restart) is found stale by the first use: one more try. */
+	if (!ping_once(tr, deadline, &reply, &info, &stale) &&
+	    (!stale || !ping_once(tr, deadline, &reply, &info, &stale)))
 		return CALL_PING_DOWN;
-	started = transport_now_us();
-	redisAppendCommand(tr->ctx, "PING");
-	redisAppendCommand(tr->ctx, "INFO memory");
-	if (redisGetReply(tr->ctx, (void **)&reply) != REDIS_OK ||
-	    redisGetReply(tr->ctx, (void **)&info) != REDIS_OK) {
-		transport_count_op(METRICS_OP_PING, NULL, started);
-		freeReplyObject(reply);
-		transport_disconnect(tr, tr->ctx->errstr);
-		return CALL_PING_DOWN;
-	}
-	transport_count_op(METRICS_OP_PING, reply, started);
 	ok = reply != NULL && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
 	full = memory_full(info);
 	transport_answered(tr);

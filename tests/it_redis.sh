@@ -145,6 +145,17 @@ wait_until 5 sh -c "! kill -0 $rpid 2>/dev/null"
 timed_get "$P2"
 check "Redis killed: 503" 503 "$STATUS"
 stack_env "$STACK" "$ROOT/tools/abacus-stack" start >/dev/null 2>&1
+# Front end 1's workers still hold their connections to the Redis that was
+# killed: each one's first use finds it stale and must try once more on a new
+# connection, for a readiness probe as for a script (a load balancer would
+# otherwise pull the front end right after every Redis restart).
+n=$(( $(worker_pids "$P1" | wc -l) * 3 ))
+for i in $(seq 1 "$n"); do
+  curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 "http://127.0.0.1:$P1/readyz" >>"$TMP/readyz-after-kill" &
+done
+wait
+check "Redis restarted after SIGKILL: the workers' first /readyz on their stale connections: all 200" \
+  "$n" "$(grep -c '^200$' "$TMP/readyz-after-kill")"
 check_true "Redis restarted after SIGKILL: recovery within 5 s" wait_until 5 get_is_200 "$P2"
 check "Redis restarted after SIGKILL: the sum survived (AOF)" "$SUM" "$(sum_at "$P1" "$KEY")"
 all_workers_add "Redis restarted after SIGKILL"
