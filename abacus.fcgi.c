@@ -491,6 +491,7 @@ static void start(void)
 	}
 	worker.metrics_auth = worker.cfg.metrics_auth;
 	metrics_open(worker.cfg.metrics_shm, ABACUS_VERSION);
+	metrics_set_workers_configured((unsigned)worker.cfg.workers_configured);
 
 	/* The key lists are no longer needed: only digests stay in memory. */
 	config_free(&worker.cfg);

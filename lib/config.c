@@ -367,7 +367,16 @@ static bool load_metrics(struct config *cfg, config_lookup_fn lookup, char *err,
 		return fail(err, errlen,
 		            "ABACUS_METRICS_SHM: '/' then 1..100 of A-Z a-z 0-9 _ . - (got '%.40s')", name);
 	snprintf(cfg->metrics_shm, sizeof(cfg->metrics_shm), "%s", name);
-	return load_bool(lookup, "ABACUS_METRICS_AUTH", false, &cfg->metrics_auth, err, errlen);
+	/*
+	 * ABACUS_WORKERS is the front end's setting (lighttpd's max-procs,
+	 * multiwatch's -f); the workers inherit it and only report it, as
+	 * abacus_workers_configured, against which the alert compares
+	 * abacus_workers.  Unset (a front end of one's own that does not pass it
+	 * on): 0, and the gauge is not rendered.
+	 */
+	return load_bool(lookup, "ABACUS_METRICS_AUTH", false, &cfg->metrics_auth, err, errlen) &&
+	       load_long(lookup, "ABACUS_WORKERS", 0, 1, CONFIG_WORKERS_MAX, &cfg->workers_configured,
+	                 err, errlen);
 }
 
 bool config_load(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
@@ -455,6 +464,8 @@ void config_log_effective(const struct config *cfg)
 	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
 	log_str(&l, "metrics_shm", cfg->metrics_shm);
 	log_bool(&l, "metrics_auth", cfg->metrics_auth);
+	if (cfg->workers_configured > 0)
+		log_int(&l, "workers_configured", cfg->workers_configured);
 	log_str(&l, "log_level", log_level_name(cfg->log_level));
 	log_end(&l);
 }

@@ -18,6 +18,7 @@
 #define CONFIG_KEY_MAX 256      /* longest API key accepted, in bytes */
 #define CONFIG_PREFIX_MAX 64    /* longest ABACUS_REDIS_PREFIX */
 #define CONFIG_PROXIES_MAX 16   /* entries in ABACUS_TRUSTED_PROXIES */
+#define CONFIG_WORKERS_MAX 256  /* largest ABACUS_WORKERS (docker/entrypoint.sh's limit too) */
 
 /* A list of API keys (owned strings). */
 struct key_list {
@@ -53,6 +54,7 @@ struct config {
 	size_t trusted_proxy_count;
 
 	char metrics_shm[128];              /* ABACUS_METRICS_SHM: POSIX shm name */
+	long workers_configured;            /* ABACUS_WORKERS (the front end's): 0 when unset */
 	bool metrics_auth;                  /* ABACUS_METRICS_AUTH: /metrics needs a key */
 
 	enum log_level log_level;           /* ABACUS_LOG_LEVEL */

@@ -57,6 +57,7 @@ struct counters {
 static struct metrics_shm *shm;        /* the segment, or private memory */
 static struct counters *ctr;            /* its payload; NULL before metrics_open */
 static char build_version[32] = "unknown";
+static unsigned workers_configured;     /* ABACUS_WORKERS; 0: unknown, not rendered */
 static char *render_buf;
 static size_t render_cap;
 
@@ -88,6 +89,11 @@ const char *metrics_segment_name(void)
 unsigned metrics_workers_alive(void)
 {
 	return shm != NULL ? metrics_shm_workers_alive(shm) : 0;
+}
+
+void metrics_set_workers_configured(unsigned count)
+{
+	workers_configured = count;
 }
 
 /* ---- the hot path: relaxed atomic adds, nothing else ---- */
@@ -291,6 +297,11 @@ static void render_counters(void)
 	             METRICS_IDEMPOTENCY_CONFLICTS);
 	family("abacus_workers", "gauge", "Workers of this front end alive now.");
 	emit("abacus_workers %u\n", metrics_workers_alive());
+	if (workers_configured > 0) {
+		family("abacus_workers_configured", "gauge",
+		       "Workers this front end is configured to keep alive (ABACUS_WORKERS).");
+		emit("abacus_workers_configured %u\n", workers_configured);
+	}
 	family("abacus_build_info", "gauge", "Always 1; the version label says which build answers.");
 	emit("abacus_build_info{version=\"%s\"} 1\n", build_version);
 }

@@ -111,4 +111,12 @@ const char *metrics_render(size_t *len);
 /* Live workers registered in the segment (dead pids are not counted). */
 unsigned metrics_workers_alive(void);
 
+/*
+ * The workers the front end is configured to keep (ABACUS_WORKERS, read by
+ * config), rendered as abacus_workers_configured beside abacus_workers.
+ * 0, the initial value, means unknown: the gauge is then not rendered.  Not
+ * in the segment: every worker of a front end inherits the same value.
+ */
+void metrics_set_workers_configured(unsigned count);
+
 #endif

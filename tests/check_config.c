@@ -54,6 +54,7 @@ START_TEST(test_config_defaults)
 	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
 	ck_assert_str_eq(cfg.metrics_shm, "/abacus-metrics");
 	ck_assert(!cfg.metrics_auth);
+	ck_assert_int_eq(cfg.workers_configured, 0);          /* unset: unknown */
 	config_free(&cfg);
 }
 END_TEST
@@ -70,7 +71,7 @@ START_TEST(test_config_reads_every_setting)
 		"ABACUS_IDEMPOTENCY_TTL_SECONDS=60", "ABACUS_MAX_BODY_BYTES=100",
 		"ABACUS_RATE_LIMIT_ENABLED=no", "ABACUS_RATE_LIMIT_REQUESTS=5",
 		"ABACUS_RATE_LIMIT_WINDOW_SECONDS=2", "ABACUS_LOG_LEVEL=debug",
-		"ABACUS_TRUSTED_PROXIES=10.0.0.0/8, ::1", NULL
+		"ABACUS_TRUSTED_PROXIES=10.0.0.0/8, ::1", "ABACUS_WORKERS=8", NULL
 	};
 
 	set_env(vars);
@@ -96,6 +97,7 @@ START_TEST(test_config_reads_every_setting)
 	ck_assert_int_eq(cfg.rate_limit_window_seconds, 2);
 	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_DEBUG);
 	ck_assert_int_eq(cfg.trusted_proxy_count, 2);
+	ck_assert_int_eq(cfg.workers_configured, 8);
 	config_free(&cfg);
 }
 END_TEST
@@ -162,6 +164,10 @@ static const struct bad_case bad[] = {
 	{ "ABACUS_REDIS_WAIT_TIMEOUT_MS=0", "ABACUS_REDIS_WAIT_TIMEOUT_MS" },
 	{ "ABACUS_METRICS_SHM=/a/b", "ABACUS_METRICS_SHM" },
 	{ "ABACUS_METRICS_AUTH=sometimes", "ABACUS_METRICS_AUTH" },
+	{ "ABACUS_WORKERS=0", "ABACUS_WORKERS" },
+	{ "ABACUS_WORKERS=257", "ABACUS_WORKERS" },
+	{ "ABACUS_WORKERS=four", "ABACUS_WORKERS" },
+	{ "ABACUS_WORKERS=04", "ABACUS_WORKERS" },
 };
 
 START_TEST(test_config_refuses_bad_value)
@@ -269,6 +275,29 @@ START_TEST(test_config_refuses_bad_combinations)
 }
 END_TEST
 
+START_TEST(test_config_workers_limits)
+{
+	struct config cfg;
+	char err[256];
+	static const char *const one[] = { "ABACUS_WORKERS=1", NULL };
+	static const char *const most[] = { "ABACUS_WORKERS=256", NULL };
+	static const char *const empty[] = { "ABACUS_WORKERS=", NULL };
+
+	set_env(one);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "ABACUS_WORKERS=1: %s", err);
+	ck_assert_int_eq(cfg.workers_configured, 1);
+	config_free(&cfg);
+	set_env(most);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "ABACUS_WORKERS=256: %s", err);
+	ck_assert_int_eq(cfg.workers_configured, CONFIG_WORKERS_MAX);
+	config_free(&cfg);
+	set_env(empty);
+	ck_assert_msg(config_load(&cfg, lookup, err, sizeof(err)), "ABACUS_WORKERS=: %s", err);
+	ck_assert_int_eq(cfg.workers_configured, 0);
+	config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_config_parse_long_limits)
 {
 	long v;
@@ -307,6 +336,7 @@ static Suite *config_suite(void)
 	tcase_add_test(core, test_config_reads_sentinels);
 	tcase_add_test(errors, test_config_refuses_bad_combinations);
 	tcase_add_test(limits, test_config_parse_long_limits);
+	tcase_add_test(limits, test_config_workers_limits);
 	tcase_add_loop_test(errors, test_config_refuses_bad_value, 0, sizeof(bad) / sizeof(bad[0]));
 	tcase_add_test(errors, test_config_refuses_secret_in_message);
 	suite_add_tcase(s, core);

@@ -167,6 +167,29 @@ START_TEST(test_metrics_counters_and_labels)
 }
 END_TEST
 
+START_TEST(test_metrics_workers_configured_is_rendered_when_known)
+{
+	size_t len;
+	const char *text;
+
+	/* Rendered only, not in the segment: the layout test above keeps its bytes. */
+	fresh_name();
+	ck_assert(metrics_open(name, "t"));
+	text = metrics_render(&len);
+	ck_assert_msg(strstr(text, "abacus_workers_configured") == NULL,
+	              "unknown (0) must not be rendered, got:\n%s", text);
+	metrics_set_workers_configured(4);
+	text = metrics_render(&len);
+	ck_assert(strstr(text, "# TYPE abacus_workers_configured gauge\n") != NULL);
+	ck_assert_int_eq(sample(text, "abacus_workers_configured"), 4);
+	ck_assert_int_eq(sample(text, "abacus_workers"), 1);
+	metrics_set_workers_configured(0);
+	ck_assert(strstr(metrics_render(&len), "abacus_workers_configured") == NULL);
+	metrics_close();
+	shm_unlink(name);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
 	Suite *s = suite_create("metrics");
@@ -177,6 +200,7 @@ static Suite *metrics_suite(void)
 	tcase_add_test(core, test_metrics_histogram_buckets_are_cumulative);
 	tcase_add_test(core, test_metrics_counters_and_labels);
 	tcase_add_test(core, test_metrics_one_scrape_counts_every_worker);
+	tcase_add_test(core, test_metrics_workers_configured_is_rendered_when_known);
 	tcase_add_test(limits, test_metrics_layout_3_segment_keeps_its_bytes);
 	tcase_add_test(errors, test_metrics_dead_workers_are_not_counted);
 	suite_add_tcase(s, core);

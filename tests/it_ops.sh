@@ -6,12 +6,17 @@
 #     a runbook_url naming a section of docs/OPERATIONS.md;
 #   - a real stack and a real Prometheus evaluating the rules (for: 0s): the
 #     alerts fire on what they are about (writes without a replica, 5xx, 429s,
-#     Redis refusing writes, Redis gone) and the rules evaluate without error;
-#     every metric, label and value the rules select is in the real /metrics,
-#     so a rename in C fails here;
+#     Redis refusing writes, Redis gone, a worker dead and not respawnable) and
+#     stay quiet on what is healthy (2 workers of 2 configured); the rules
+#     evaluate without error; every metric, label and value the rules select
+#     is in the real /metrics, so a rename in C fails here; nginx's workers
+#     see ABACUS_WORKERS too;
 #   - conf/abacus@.service: systemd-analyze verify (a typo in a directive fails
-#     it); two instances run side by side from the unit's own command lines and
-#     environment files (tests/unit_exec.py; no systemd runs here);
+#     it); instances run side by side from the unit's own command lines and
+#     environment files (tests/unit_exec.py; no systemd runs here) and are
+#     stopped as the unit says (KillSignal, KillMode, TimeoutStopSec) with a
+#     request in flight, which must be answered; HTTPS from the unit as an
+#     unprivileged user: a group-readable key served, a root-only one refused;
 #   - conf/abacus.sysusers: systemd-sysusers creates the unit's user in a
 #     private root.
 set -u
@@ -90,8 +95,11 @@ check "every alert: for:, severity, summary, description, a runbook section that
 # KEY writes, KEY2 reads until refused, KEY3 writes while Redis is full.
 KEY=ops-key-$RANDOM KEY2=ops-key2-$RANDOM KEY3=ops-key3-$RANDOM
 read -r rport rpid < <(start_redis alerts)
-[ -n "${rpid:-}" ] || { echo "Redis did not start"; suite_end; }
-WORKERS=2 start_stack alerts REDIS_URL="redis://127.0.0.1:$rport/0" ABACUS_API_KEYS="$KEY,$KEY2,$KEY3" \
+[ -n "${rpid:-}" ] || { check "the alerts' Redis starts" "started" "not started"; suite_end; }
+# A copy of the worker binary: the workers-shortfall check below deletes the
+# binary the workers run (the stack's staged copy when it runs as root).
+cp "$BIN" "$TMP/abacus.fcgi"
+BIN=$TMP/abacus.fcgi WORKERS=2 start_stack alerts REDIS_URL="redis://127.0.0.1:$rport/0" ABACUS_API_KEYS="$KEY,$KEY2,$KEY3" \
   ABACUS_REDIS_MIN_REPLICAS=1 ABACUS_REDIS_WAIT_TIMEOUT_MS=20 \
   ABACUS_RATE_LIMIT_REQUESTS=20 ABACUS_RATE_LIMIT_WINDOW_SECONDS=60 || exit 1
 
@@ -159,10 +167,13 @@ gone_step() { req GET "http://127.0.0.1:$P2/abacus/sum" -H "X-API-Key: $KEY"; fi
 check_true "Redis killed: AbacusRedisUnavailable fires for front end 2" wait_until 20 gone_step
 check "... the reads got 503" 503 "$STATUS"
 check "... and not for front end 1, which asked Redis nothing since" "" "$(firing | grep -F "AbacusRedisUnavailable 127.0.0.1:$P1")"
-check "AbacusWorkersBelowConfigured fires for both (2 workers, 4 configured)" \
-  "$(printf 'AbacusWorkersBelowConfigured 127.0.0.1:%s\n' "$P1" "$P2" | sort)" \
-  "$(firing | grep AbacusWorkersBelowConfigured | sort)"
-check_match "... saying how many run" 'runs 2 workers, fewer than configured' "$(api alerts)"
+# ABACUS_WORKERS=2, not the default 4: each front end exports its own count.
+configured_2() {
+  test "$(api 'query?query=count(abacus_workers_configured%3D%3D2%20and%20abacus_workers%3D%3D2)' | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)' 2>/dev/null)" = 2
+}
+check_true "Prometheus has abacus_workers_configured 2 and abacus_workers 2 from both front ends" configured_2
+check "... so AbacusWorkersBelowConfigured does not fire (each runs the 2 it is configured with)" "" \
+  "$(firing | grep AbacusWorkersBelowConfigured)"
 check "AbacusFrontEndDown does not fire (both front ends answer)" "" "$(firing | grep AbacusFrontEndDown)"
 bad_rules=$(api rules | python3 -c 'import json,sys
 rules = [r for g in json.load(sys.stdin)["data"]["groups"] for r in g["rules"]]
@@ -173,13 +184,39 @@ check "Prometheus evaluates every rule without error" "$(grep -cE '^ +- (alert|r
 curl -s --max-time 5 "http://127.0.0.1:$P1/metrics" >"$TMP/metrics-1.txt"
 curl -s --max-time 5 "http://127.0.0.1:$P2/metrics" >"$TMP/metrics-2.txt"
 check_match "the scrapes are /metrics" 'abacus_workers 2' "$(cat "$TMP/metrics-1.txt")"
+check_match "... with the front end's ABACUS_WORKERS (WORKERS=2)" $'\nabacus_workers_configured 2\n' "$(cat "$TMP/metrics-1.txt")"
 check "every metric, label and value the rules select exists in /metrics" "" \
   "$(python3 "$ROOT/tests/promql_refs.py" check "$RULES" "$TMP/metrics-1.txt" "$TMP/metrics-2.txt" 2>&1)"
 # ... and the check would see a renamed metric or label value.
-sed -e 's/(abacus_workers)/(abacus_workerz)/; s/result="unavailable"/result="unreachable"/' "$RULES" >"$TMP/renamed-rules.yml"
+sed -e 's/ abacus_workers_configured$/ abacus_workers_configurd/; s/result="unavailable"/result="unreachable"/' "$RULES" >"$TMP/renamed-rules.yml"
 out=$(python3 "$ROOT/tests/promql_refs.py" check "$TMP/renamed-rules.yml" "$TMP/metrics-1.txt" "$TMP/metrics-2.txt" 2>&1)
-check_match "... it reports a metric the rules name that /metrics lacks" 'no metric abacus_workerz' "$out"
+check_match "... it reports a metric the rules name that /metrics lacks" 'no metric abacus_workers_configurd' "$out"
 check_match "... and a label value no series has" 'result="unreachable"' "$out"
+
+# A real shortfall on front end 1: the binary its workers run is gone (so
+# lighttpd's respawns fail: "gw-backend failed to start"), then one of its 2
+# workers is SIGKILLed.  1 of 2 alive: the alert fires for it, not for front
+# end 2, which still runs its 2.
+victim=$(worker_pids "$P1" | head -n 1)
+exe=$(readlink "/proc/$victim/exe" 2>/dev/null)
+check_true "the workers run a copy of the binary, not the checkout's ($exe)" \
+  test -n "$exe" -a "${exe#"$ROOT"/}" = "$exe"
+[ -n "$exe" ] && [ "${exe#"$ROOT"/}" = "$exe" ] && rm -f "$exe"
+kill -KILL "$victim"
+short_1() { fires "$P1" AbacusWorkersBelowConfigured; }
+check_true "a worker of front end 1 killed, its respawns failing: AbacusWorkersBelowConfigured fires for it" \
+  wait_until 20 short_1
+check_match "... saying how many run" 'runs 1 workers, fewer than configured' "$(api alerts)"
+check "... and not for front end 2 (2 of 2)" "" "$(firing | grep -F "AbacusWorkersBelowConfigured 127.0.0.1:$P2")"
+check_match "... front end 1's /metrics: 1 worker alive, 2 configured" \
+  $'\nabacus_workers 1\n.*\nabacus_workers_configured 2\n' "$(curl -s --max-time 5 "http://127.0.0.1:$P1/metrics")"
+stop_stack
+
+# nginx: spawn-fcgi and multiwatch pass the environment on, ABACUS_WORKERS
+# included, so its workers export abacus_workers_configured as well.
+FRONTEND=nginx WORKERS=2 start_stack nginx ABACUS_API_KEYS="$KEY" || exit 1
+check_match "nginx (spawn-fcgi + multiwatch): the workers export the front end's ABACUS_WORKERS" \
+  $'\nabacus_workers 2\n.*\nabacus_workers_configured 2\n' "$(curl -s --max-time 5 "http://127.0.0.1:$P1/metrics")"
 stop_stack
 
 # ---- conf/abacus@.service: systemd-analyze verify ----
@@ -188,6 +225,8 @@ stop_stack
 check_match "the unit runs the entrypoint where its install steps put it" \
   'install -D -m 0755 docker/entrypoint.sh /usr/local/bin/abacus-entrypoint' "$(cat "$UNIT")"
 check_match "... ExecStart runs it" 'ExecStart=.* /usr/local/bin/abacus-entrypoint run' "$(cat "$UNIT")"
+check_match "... and put lighttpd-tls.conf beside lighttpd.conf (its include is relative)" \
+  'install -D -m 0644 conf/lighttpd-tls.conf /etc/abacus/lighttpd-tls.conf' "$(cat "$UNIT")"
 mkdir -p "$TMP/units" "$TMP/etc/abacus" "$TMP/run"
 stage_unit() { # stage_unit DEST [sed expression]: the unit with the test's paths
   sed -e "s|/usr/local/bin/abacus-entrypoint|$ROOT/docker/entrypoint.sh|g" \
@@ -220,7 +259,8 @@ check "... whose group is the unit's Group=" "$group" "$(awk -F: -v g="$gid" '$3
 # as the current user.  The shared file also sets what only the instance may
 # (port, run directory, metrics segment): the instance must win.  It sets
 # ABACUS_WORKERS=1 over the unit's default; IB's own file sets 2.
-read -r sport _ < <(start_redis units)
+read -r sport _ < <(start_redis units) ||
+  { check "the instances' Redis starts" "started" "not started"; suite_end; }
 cat >"$TMP/etc/abacus/abacus.env" <<EOF
 # shared by every instance
 REDIS_URL=redis://127.0.0.1:$sport/0
@@ -236,17 +276,31 @@ EOF
 echo "ABACUS_WORKERS=2" >"$TMP/etc/abacus/abacus-$IB.env"
 remember_keys ABACUS_API_KEYS="$KEY"
 
-INST=()
-stop_instances() { # SIGTERM (lighttpd stops its workers), bounded wait, SIGKILL what is left
-  local pid left p
-  for pid in "${INST[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for _ in $(seq 1 100); do [ -z "$(instance_procs)" ] && break; sleep 0.1; done
+# How systemd stops an instance, as the unit says (tests/unit_exec.py, with
+# systemd's defaults where it says nothing): KillSignal to the main process
+# (KillMode=mixed or process) or to every process of the unit (control-group),
+# TimeoutStopSec for all of them to exit, then SIGKILL to what is left.
+KILL_SIGNAL=SIGTERM KILL_MODE=control-group STOP_TIMEOUT=10   # until the unit is read
+INST=()       # main pids (lighttpd: env and the entrypoint exec it)
+INST_DIR=()   # their run directories
+# signal_instance PID RUNDIR: the unit's stop signal, to whom its KillMode sends it.
+signal_instance() {
+  local targets=$1
+  [ "$KILL_MODE" = control-group ] && targets=$(instance_procs "$2")
+  # shellcheck disable=SC2086
+  [ -n "$targets" ] && kill -s "$KILL_SIGNAL" $targets 2>/dev/null
+  return 0
+}
+stop_instances() { # as systemd would stop every instance still running
+  local i left p
+  for i in "${!INST[@]}"; do signal_instance "${INST[$i]}" "${INST_DIR[$i]}"; done
+  for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do [ -z "$(instance_procs)" ] && break; sleep 0.1; done
   left=$(instance_procs)
   # shellcheck disable=SC2086
   [ -n "$left" ] && kill -KILL $left 2>/dev/null
-  for pid in "${INST[@]}"; do wait "$pid" 2>/dev/null; done
-  INST=()
-  for p in "$IA" "$IB"; do rm -f "/dev/shm/abacus-metrics-$p"; done
+  for i in "${!INST[@]}"; do wait "${INST[$i]}" 2>/dev/null; done
+  INST=() INST_DIR=()
+  for p in "$IA" "$IB" ${IC:-}; do rm -f "/dev/shm/abacus-metrics-$p"; done
   return 0
 }
 # instance_procs [RUNDIR]: live processes (lighttpd, workers) of the instance
@@ -277,11 +331,19 @@ for inst in "$IA" "$IB"; do
     "configuration ok \\(port $inst, $nw workers\\)" "$out"
   eval "set -- $start"
   setsid "$@" >"$TMP/instance-$inst.log" 2>&1 </dev/null &
-  INST+=("$!")
+  INST+=("$!") INST_DIR+=("$rdir")
 done
+KILL_SIGNAL=$(sed -n 's/^kill_signal\t//p' "$TMP/unit-$IA.txt")
+KILL_MODE=$(sed -n 's/^kill_mode\t//p' "$TMP/unit-$IA.txt")
+STOP_TIMEOUT=$(sed -n 's/^stop_timeout\t//p' "$TMP/unit-$IA.txt")
+echo "   abacus@.service stops with $KILL_SIGNAL (KillMode=$KILL_MODE), SIGKILL after ${STOP_TIMEOUT:-?} s"
+grace=$(sed -n 's/.*"server.graceful-shutdown-timeout" *=> *\([0-9]*\).*/\1/p' "$ROOT/conf/lighttpd.conf")
+check_true "TimeoutStopSec ($STOP_TIMEOUT s) leaves lighttpd its graceful-shutdown-timeout (${grace:-?} s) and a margin" \
+  test "${STOP_TIMEOUT:-0}" -ge $((${grace:-99} + 2))
 workers_at() { test "$(curl -s --max-time 2 "http://127.0.0.1:$1/metrics" | awk '$1 == "abacus_workers" { print $2 }')" = "$2"; }
 check_true "abacus@$IA answers, with 1 worker" wait_until 15 workers_at "$IA" 1
 check_true "abacus@$IB answers, with 2 workers (its own file)" wait_until 15 workers_at "$IB" 2
+check "abacus@$IA's main process, which systemd signals, is lighttpd" lighttpd "$(cat "/proc/${INST[0]}/comm" 2>/dev/null)"
 post "$IA" "$KEY" unit-1 5
 check "a POST through abacus@$IA (REDIS_URL of the shared file)" 200 "$STATUS"
 check "... the sum through abacus@$IB is the same Redis's" 5 "$(sum_at "$IB" "$KEY")"
@@ -291,13 +353,114 @@ check "... none in the shared file's" "" "$(ls "$TMP/shared-run" 2>/dev/null)"
 check_true "each has its own metrics segment (/abacus-metrics-<port>)" \
   test -e "/dev/shm/abacus-metrics-$IA" -a -e "/dev/shm/abacus-metrics-$IB"
 check "... not the shared file's" "" "$(ls "/dev/shm/abacus-it-ops-shared-$IA" 2>/dev/null)"
-kill -TERM "${INST[0]}"
+
+# Stopping abacus@IA with a request in flight: the head and half the body of a
+# keyed POST of 1000 are sent, lighttpd holds the connection, then the stop
+# signal; once new connections are refused (the listener closed: the signal
+# arrived), the rest of the body.  A graceful stop answers it and adds it.
+python3 - "$IA" "$KEY" "inflight-$RANDOM$RANDOM" "$TMP/inflight.go" >"$TMP/inflight.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+port, key, idem, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+body = b'{"number": 1000}'
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(b"POST /abacus/number HTTP/1.1\r\nHost: abacus\r\nX-API-Key: " + key.encode() +
+              b"\r\nIdempotency-Key: " + idem.encode() + b"\r\nContent-Type: application/json\r\n" +
+              b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:8])
+    print("sent-half", flush=True)
+    deadline = time.time() + 20
+    while not os.path.exists(go) and time.time() < deadline:
+        time.sleep(0.05)
+    s.sendall(body[8:])
+    reply = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    print(reply.split(b"\r\n", 1)[0].decode(errors="replace") or "no answer (connection closed)")
+except OSError as e:
+    print("no answer (%s)" % e)
+PY
+inflight=$!
+PIDS+=("$inflight")
+# held: lighttpd has accepted the connection (an established socket of it on
+# the port), so the request is in flight, not waiting in the listen queue.
+held() { ss -Htnp state established "( sport = :$IA )" 2>/dev/null | grep -q '"lighttpd"'; }
+refused() { curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$IA/healthz"; [ $? -eq 7 ]; }
+check_true "a request in flight: head and half its body sent" wait_until 10 grep -q sent-half "$TMP/inflight.out"
+check_true "... lighttpd holds its connection" wait_until 10 held
+mark=$(wc -c <"$TMP/instance-$IA.log")
+signal_instance "${INST[0]}" "${INST_DIR[0]}"
+check_true "$KILL_SIGNAL to abacus@$IA: new connections are refused (the listener closed)" wait_until 10 refused
+touch "$TMP/inflight.go"
+wait "$inflight"
+check "... the request in flight at the stop is answered" "HTTP/1.1 200 OK" "$(tail -n 1 "$TMP/inflight.out")"
+check "... and its addition applied (5 + 1000, read through abacus@$IB)" 1005 "$(sum_at "$IB" "$KEY")"
+# By a worker that was there: KillMode=control-group would stop them all at
+# the signal, and lighttpd would start another for this request.
+check "... by a worker that ran before the stop (none started during it)" 0 \
+  "$(tail -c +$((mark + 1)) "$TMP/instance-$IA.log" | grep -c '"event":"worker_started"')"
 a_gone() { [ -z "$(instance_procs "$TMP/run/abacus/$IA")" ]; }
-check_true "stopping abacus@$IA stops its lighttpd and workers" wait_until 10 a_gone
+check_true "abacus@$IA's lighttpd and workers exit by themselves within TimeoutStopSec" wait_until "$STOP_TIMEOUT" a_gone
 wait "${INST[0]}" 2>/dev/null
-INST=("${INST[@]:1}")   # reaped: its pid may be reused
+INST=("${INST[@]:1}") INST_DIR=("${INST_DIR[@]:1}")   # reaped: its pid may be reused
 check_true "... and abacus@$IB goes on" workers_at "$IB" 2
+
+# ---- HTTPS from the unit: lighttpd reads the key as the unit's User= ----
+# The unit never runs as root, so the TLS key must be readable by its user:
+# group-readable (root:abacus 0640, docs/OPERATIONS.md, TLS) is served, a key
+# root's alone is refused by ExecStartPre (lighttpd -tt loads it).  nobody and
+# its group stand in for abacus (systemd-sysusers made that user in a private
+# root only); like systemd, the test creates the RuntimeDirectory owned by
+# User=.  The files are where the install steps put them (under $TMP/etc).
+if [ "$(id -u)" -eq 0 ]; then
+  IC=$(free_port) tgroup=$(id -gn nobody)
+  E=$TMP/etc/abacus
+  install -m 0755 "$BIN" "$E/abacus.fcgi"
+  install -m 0644 "$ROOT/conf/lighttpd.conf" "$ROOT/conf/lighttpd-tls.conf" "$ROOT/docs/openapi.yaml" "$E/"
+  install -d -m 0750 -g "$tgroup" "$E/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$E/tls/privkey.pem" -out "$E/tls/fullchain.pem" \
+    >"$TMP/openssl.log" 2>&1
+  check "a certificate for the TLS instance" 0 "$?"
+  chgrp "$tgroup" "$E/tls/privkey.pem" && chmod 0640 "$E/tls/privkey.pem" && chmod 0644 "$E/tls/fullchain.pem"
+  printf '%s\n' "ABACUS_CONF=$E/lighttpd-tls.conf" "ABACUS_TLS_CERT=$E/tls/fullchain.pem" \
+    "ABACUS_TLS_KEY=$E/tls/privkey.pem" "ABACUS_BIN=$E/abacus.fcgi" "ABACUS_OPENAPI=$E/openapi.yaml" >"$E/abacus-$IC.env"
+  as_user() { setpriv --reuid nobody --regid "$tgroup" --clear-groups "$@"; }
+  python3 "$ROOT/tests/unit_exec.py" "$TMP/units/abacus@.service" "$IC" "$TMP/run" >"$TMP/unit-$IC.txt" 2>&1
+  check "unit_exec reads abacus@$IC" 0 "$?"
+  rdir=$(sed -n 's/^runtime_dir\t//p' "$TMP/unit-$IC.txt")
+  pre=$(sed -n 's/^pre\t//p' "$TMP/unit-$IC.txt")
+  start=$(sed -n 's/^start\t//p' "$TMP/unit-$IC.txt")
+  install -d -o nobody -g "$tgroup" "$rdir"
+  eval "set -- $pre"
+  out=$(as_user "$@" 2>&1)
+  check "abacus@$IC (lighttpd-tls.conf, as nobody:$tgroup, key root:$tgroup 0640): ExecStartPre passes" 0 "$?"
+  eval "set -- $start"
+  setsid setpriv --reuid nobody --regid "$tgroup" --clear-groups "$@" >"$TMP/instance-$IC.log" 2>&1 </dev/null &
+  INST+=("$!") INST_DIR+=("$rdir")
+  https_sum() { curl -s --max-time 2 --cacert "$E/tls/fullchain.pem" "https://127.0.0.1:$IC/abacus/sum" -H "X-API-Key: $KEY"; }
+  check_true "... serves HTTPS (curl --cacert)" wait_until 15 https_sum
+  check "... the same sum as abacus@$IB's" "$(sum_at "$IB" "$KEY")" \
+    "$(https_sum | python3 -c 'import json,sys; print(json.load(sys.stdin)["current_sum"])' 2>/dev/null)"
+  check "... its lighttpd runs as the unit's user" nobody "$(ps -o user= -p "${INST[-1]}" | tr -d ' ')"
+  signal_instance "${INST[-1]}" "$rdir"
+  c_gone() { [ -z "$(instance_procs "$rdir")" ]; }
+  check_true "... and stops" wait_until "$STOP_TIMEOUT" c_gone
+  wait "${INST[-1]}" 2>/dev/null
+  unset 'INST[-1]' 'INST_DIR[-1]'
+  # The key root's alone: refused before anything starts.
+  chgrp root "$E/tls/privkey.pem" && chmod 0600 "$E/tls/privkey.pem"
+  eval "set -- $pre"
+  out=$(as_user "$@" 2>&1)
+  check "a key root's alone (0600): ExecStartPre fails as the unit's user" 1 "$?"
+  check_match "... lighttpd cannot read it" 'privkey.pem: Permission denied' "$out"
+else
+  echo "   (not root: the TLS instance as the unit's user is not run)"
+fi
+
 stop_instances
-check "no process of either instance is left" "" "$(instance_procs)"
+check "no process of any instance is left" "" "$(instance_procs)"
 
 suite_end

@@ -155,7 +155,8 @@ done
 # ---- the documented HTTP -> HTTPS redirect (lighttpd) ----
 # docs/OPERATIONS.md's block, in a top-level file beside copies of the two
 # shipped configs (a relative include resolves against that file's folder).
-read -r rport _ < <(start_redis redirect)
+read -r rport _ < <(start_redis redirect) ||
+  { check "redirect: its Redis starts" "started" "not started"; suite_end; }
 HP=$(free_port)   # the plain-HTTP port that only redirects
 SP=$(free_port)   # HTTPS
 mkdir -p "$TMP/conf" "$TMP/redir/htdocs"
@@ -211,6 +212,8 @@ chmod 600 "$PKI/combined.pem"
 if FRONTEND=lighttpd WORKERS=1 start_stack combined ABACUS_API_KEYS="$KEY" ABACUS_TLS_CERT="$PKI/combined.pem"; then
   check "certificate and key in one file (ABACUS_TLS_KEY unset): served" 200 "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "https://localhost:$P1/healthz")"
   stop_stack
+else
+  check "certificate and key in one file (ABACUS_TLS_KEY unset): the stack starts" "started" "refused"
 fi
 if FRONTEND=lighttpd WORKERS=1 start_stack mismatch ABACUS_API_KEYS="$KEY" \
      ABACUS_TLS_CERT="$PKI/server.pem" ABACUS_TLS_KEY="$PKI/other.key" >"$TMP/mismatch.out" 2>&1; then

@@ -8,6 +8,11 @@ prints, tab-separated:
   user         User=
   pre          env -i <the service's environment> <ExecStartPre= argv>   (shell-quoted)
   start        env -i <the service's environment> <ExecStart= argv>      (shell-quoted)
+  kill_signal  KillSignal= as SIGNAME (systemd's default: SIGTERM)
+  kill_mode    KillMode= (default: control-group): who gets kill_signal at
+               a stop, the main process (mixed, process) or every process
+               of the unit (control-group); SIGKILL follows for the rest
+  stop_timeout TimeoutStopSec= in seconds (default: 90, DefaultTimeoutStopSec)
 
 The environment follows systemd.exec(5): PATH, then every Environment=
 assignment in order, then every EnvironmentFile= in order (a later one wins;
@@ -79,6 +84,22 @@ def command(value):
     return shlex.split(value)
 
 
+def kill_signal(value):
+    name = value.upper()
+    if re.fullmatch(r"[A-Z][A-Z0-9]*", name) and not name.startswith("SIG"):
+        name = "SIG" + name
+    if not re.fullmatch(r"SIG[A-Z][A-Z0-9]*", name):
+        raise SystemExit("unit_exec: KillSignal=%s is not modelled (use a signal name)" % value)
+    return name
+
+
+def seconds(value):
+    m = re.fullmatch(r"(\d+)\s*(s|sec|min)?", value)
+    if not m:
+        raise SystemExit("unit_exec: TimeoutStopSec=%s is not modelled (use N, Ns or Nmin)" % value)
+    return int(m.group(1)) * (60 if m.group(2) == "min" else 1)
+
+
 def main(unit, instance, runtime):
     entries = [(k, expand(v, instance, runtime)) for k, v in service_section(unit)]
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -103,6 +124,12 @@ def main(unit, instance, runtime):
             print("%s\t%s" % (label, " ".join(shlex.quote(w) for w in words + command(value))))
     if "ExecStart" not in found:
         raise SystemExit("unit_exec: no ExecStart=")
+    mode = found.get("KillMode", "control-group")
+    if mode not in ("control-group", "mixed", "process"):
+        raise SystemExit("unit_exec: KillMode=%s is not modelled" % mode)
+    print("kill_signal\t%s" % kill_signal(found.get("KillSignal", "SIGTERM")))
+    print("kill_mode\t%s" % mode)
+    print("stop_timeout\t%d" % seconds(found.get("TimeoutStopSec", "90")))
 
 
 if __name__ == "__main__":
