@@ -7,16 +7,22 @@
 
 attack: from one source address (every socket is bound to --source), keeps up
 to --connections slow connections open to 127.0.0.1:P for --duration seconds,
-three kinds in turn (slot i: i % 4 in {0, 1} a trickled body, 2 a half head,
-3 an idle keep-alive):
+three kinds in turn (slot i: i % 5 in {0, 2} a half head, in {1, 3} a trickled
+body, 4 an idle keep-alive):
 
-  half     "GET /abacus/sum HTTP/1.1\\r\\nHost: x\\r\\n" and then nothing
+  half     "GET /abacus/sum HTTP/1.1\\r\\nHost: x\\r\\n" and then nothing (what
+           holds nginx's connections: a request begun is not reused; only
+           its header timeout frees it)
   trickle  a whole POST head with Content-Length 4000, then one body byte
-           a second (below every idle timeout: only a cap stops it)
+           a second (below every idle timeout: only a cap stops it; what
+           holds lighttpd's connections for good)
   idle     one GET /healthz, its answer read, then silence (keep-alive)
 
-A refused connection (RST: a firewall cap) is tried again 2-3 s later; one the
-server answered or closed is reopened 0.2 s later: an attacker reopens.  At
+Every connection that ends is tried again 2-3 s later: one refused (RST: a
+firewall cap), one the server answered (a refusal, 429) or closed (a timeout,
+or nginx reusing it when out of connections): an attacker reopens, and with
+thousands of slots a cap of a hundred stays full; a faster retry would only
+spend the attempt budget before the end.  At
 most --budget connection attempts in all, and never more than --connections
 at a time.  At the end every socket is closed and one JSON object is printed:
 attempts, refusals, the peak of connections open at once (total and per
@@ -29,6 +35,17 @@ client: COUNT sequential GET /abacus/sum, each on a new connection from
 127.0.0.1 (Connection: close, 5 s timeout), PAUSE seconds apart; prints one
 JSON object: n, errors (anything but a 200, a timeout, a reset), p50, p99,
 max (milliseconds).
+
+    tests/flood.py overcap --port P [--source 127.0.0.3] [--hold 32]
+
+overcap: one request beyond a cap on requests in flight per address (nginx's
+limit_conn): from --source, HOLD trickled bodies are started (whole POST
+heads, Content-Length 4000, then a body byte each after 0.5 and 1 s), then
+one GET /abacus/sum (Connection: close) is sent from the same address and its
+whole answer read; then everything is closed.  Prints one JSON object: held (how
+many of the HOLD connections were still open, unanswered, when the GET was
+answered), status, headers (names lower-cased), body, and problem (the body
+parsed as JSON, or null).
 """
 import argparse
 import errno
@@ -47,7 +64,7 @@ HALF = b"GET /abacus/sum HTTP/1.1\r\nHost: x\r\n"
 TRICKLE = (b"POST /abacus/number HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Idempotency-Key: flood\r\nContent-Length: 4000\r\n\r\n")
 IDLE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-KINDS = ("trickle", "trickle", "half", "idle")
+KINDS = ("half", "trickle", "half", "trickle", "idle")
 
 
 def raise_nofile(want):
@@ -104,7 +121,7 @@ def attack(a):
         elif c.kind == "idle" and c.answered:
             stats["idle_max_age"] = max(stats["idle_max_age"], age)
         stats["closed_by_server"][c.kind] += 1
-        close(c, 0.2)
+        close(c, 2 + random.random())
 
     def opened(c, now):
         c.state = "open"
@@ -136,7 +153,7 @@ def attack(a):
         if c.kind == "idle":
             c.t_mark = now          # idle from now on
         else:
-            close(c, 0.2)           # answered (a refusal): reopen
+            close(c, 2 + random.random())   # answered (a refusal): reopen
 
     while True:
         now = time.monotonic()
@@ -159,7 +176,7 @@ def attack(a):
                 stats["refused" if rc == errno.ECONNREFUSED else "other_connect_errors"] += 1
                 heapq.heappush(due, (now + 2 + random.random(), slot))
                 continue
-            c = Conn(slot, KINDS[slot % 4], s, now)
+            c = Conn(slot, KINDS[slot % len(KINDS)], s, now)
             conns[s.fileno()] = c
             sel.register(s, selectors.EVENT_WRITE, c)
             if rc == 0:
@@ -186,7 +203,7 @@ def attack(a):
             if c.state == "connecting":
                 if now - c.t_start > 3:
                     stats["connect_timeouts"] += 1
-                    close(c, 0.2)
+                    close(c, 2 + random.random())
                 continue
             kinds[c.kind] += 1
             if c.kind == "trickle" and not c.answered:
@@ -254,6 +271,68 @@ def client(a):
                       "p50": pct(0.50), "p99": pct(0.99), "max": round(times[-1], 2)}))
 
 
+def read_answer(sock):
+    """The whole answer on a Connection: close socket: (status, headers, body)."""
+    out = b""
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            break
+        out += b
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)[1] if lines[0].startswith("HTTP/") else "no-answer"
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def overcap(a):
+    held = []
+    try:
+        for _ in range(a.hold):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.bind((a.source, 0))
+            s.connect(("127.0.0.1", a.port))
+            s.sendall(TRICKLE)
+            held.append(s)
+        # Keep the bodies coming (below every idle timeout) while the server
+        # reads the heads, then send the one request too many.
+        for _ in range(2):
+            time.sleep(0.5)
+            for s in held:
+                s.sendall(b" ")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.bind((a.source, 0))
+            s.connect(("127.0.0.1", a.port))
+            s.sendall(f"GET /abacus/sum HTTP/1.1\r\nHost: 127.0.0.1:{a.port}\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            status, headers, body = read_answer(s)
+        # The held ones must still be held: unanswered and open.
+        still = 0
+        for s in held:
+            s.setblocking(False)
+            try:
+                s.recv(1)        # an answer, or b"" (closed): not held
+            except BlockingIOError:
+                still += 1
+            except OSError:
+                pass
+    finally:
+        for s in held:
+            s.close()
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = None
+    print(json.dumps({"held": still, "status": status, "headers": headers,
+                      "body": body.decode("utf-8", "replace"), "problem": problem}, sort_keys=True))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -269,12 +348,20 @@ def main():
     cl.add_argument("--count", type=int, default=300)
     cl.add_argument("--pause", type=float, default=0.02)
     cl.add_argument("--timeout", type=float, default=5)
+    oc = sub.add_parser("overcap")
+    oc.add_argument("--port", type=int, required=True)
+    oc.add_argument("--source", default="127.0.0.3")
+    oc.add_argument("--hold", type=int, default=32)
     a = p.parse_args()
     # Hard bounds, whatever the caller asks: loopback only, a few thousand sockets.
     if a.cmd == "attack":
         if not a.source.startswith("127.") or a.connections > 5000 or a.duration > 60 or a.budget > 60000:
             sys.exit("flood.py: attack bounded to 127.0.0.0/8, 5000 connections, 60 s, 60000 attempts")
         attack(a)
+    elif a.cmd == "overcap":
+        if not a.source.startswith("127.") or not 0 <= a.hold <= 256:
+            sys.exit("flood.py: overcap bounded to 127.0.0.0/8 and 256 connections")
+        overcap(a)
     else:
         client(a)
 
