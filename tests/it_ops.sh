@@ -228,8 +228,11 @@ check_match "... ExecStart runs it" 'ExecStart=.* /usr/local/bin/abacus-entrypoi
 check_match "... and put lighttpd-tls.conf beside lighttpd.conf (its include is relative)" \
   'install -D -m 0644 conf/lighttpd-tls.conf /etc/abacus/lighttpd-tls.conf' "$(cat "$UNIT")"
 mkdir -p "$TMP/units" "$TMP/etc/abacus" "$TMP/run"
+# The entrypoint where the install steps put it: a copy out of the checkout,
+# which may be private (0700) where the unit's user could not reach it.
+install -D -m 0755 "$ROOT/docker/entrypoint.sh" "$TMP/bin/abacus-entrypoint"
 stage_unit() { # stage_unit DEST [sed expression]: the unit with the test's paths
-  sed -e "s|/usr/local/bin/abacus-entrypoint|$ROOT/docker/entrypoint.sh|g" \
+  sed -e "s|/usr/local/bin/abacus-entrypoint|$TMP/bin/abacus-entrypoint|g" \
       -e "s|/etc/abacus/|$TMP/etc/abacus/|g" ${2:+-e "$2"} "$UNIT" >"$1"
 }
 stage_unit "$TMP/units/abacus@.service"
