@@ -102,8 +102,10 @@ check "$FRONTEND: its process may open $FDS files (max-fds / worker_rlimit_nofil
 if [ "$FRONTEND" = nginx ]; then
   maxconn_now=$(sed -n 's/^[[:space:]]*worker_connections \([0-9]*\);.*/\1/p' "$STACK/frontend-$PORT/nginx.conf")
 else
+  # The file it was started with (-f): where the stack put it (staged when it runs as another user).
+  conf_file=$(tr '\0' '\n' <"/proc/$FRONT_PID/cmdline" | sed -n '/^-f$/{n;p}')
   maxconn_now=$(xargs -0 -a "/proc/$FRONT_PID/environ" sh -c 'env -i "$@" lighttpd -p -f "$0" 2>&1' \
-    "$STACK/frontend-$PORT/conf/stack.conf" | sed -n 's/^[[:space:]]*server.max-connections[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p')
+    "$conf_file" | sed -n 's/^[[:space:]]*server.max-connections[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p')
 fi
 check "$FRONTEND: runs with a cap of $MAXCONN connections (ABACUS_MAX_CONNECTIONS)" "$MAXCONN" "$maxconn_now"
 
