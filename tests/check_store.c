@@ -18,6 +18,7 @@
 #include "log.h"
 
 static int redis_port;
+static long ledger_retention = 3600;    /* of the stores the tests open (0: the ledger off) */
 static char prefix[64];
 static int prefix_seq;
 static struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
@@ -39,7 +40,7 @@ static struct store *store_at(const char *key_prefix, long limit, long window)
 	opt.idempotency_ttl_seconds = 60;
 	opt.rate_limit_requests = limit;
 	opt.rate_limit_window_seconds = window;
-	opt.ledger_retention_seconds = 3600;
+	opt.ledger_retention_seconds = ledger_retention;
 	s = store_new(&opt);
 	ck_assert_ptr_nonnull(s);
 	return s;
@@ -386,22 +387,13 @@ END_TEST
 /* ABACUS_LEDGER_RETENTION_SECONDS=0: no stream at all. */
 START_TEST(test_store_ledger_off_writes_nothing)
 {
-	struct store_options opt;
 	struct store *s;
 	struct store_result res;
 	struct idem_key k = key("off-1");
 
-	snprintf(prefix, sizeof(prefix), "t%d-off-%d", (int)getpid(), ++prefix_seq);
-	memset(&opt, 0, sizeof(opt));
-	opt.target.transport = REDIS_TRANSPORT_TCP;
-	strcpy(opt.target.host, "127.0.0.1");
-	opt.target.port = redis_port;
-	opt.connect_timeout_ms = 500;
-	opt.command_timeout_ms = 1000;
-	opt.prefix = prefix;
-	opt.idempotency_ttl_seconds = 60;
-	s = store_new(&opt);
-	ck_assert_ptr_nonnull(s);
+	ledger_retention = 0;
+	s = open_store(0, 60);
+	ledger_retention = 3600;
 	ck_assert_int_eq(store_add(s, &alice, &k, 5, "req", &res), STORE_OK);
 	ck_assert_int_eq(store_set(s, &alice, 1, false, "req", &res), STORE_OK);
 	ck_assert_int_eq(ledger_len(), 0);

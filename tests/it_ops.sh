@@ -361,30 +361,7 @@ check "... not the shared file's" "" "$(ls "/dev/shm/abacus-it-ops-shared-$IA" 2
 # keyed POST of 1000 are sent, lighttpd holds the connection, then the stop
 # signal; once new connections are refused (the listener closed: the signal
 # arrived), the rest of the body.  A graceful stop answers it and adds it.
-python3 - "$IA" "$KEY" "inflight-$RANDOM$RANDOM" "$TMP/inflight.go" >"$TMP/inflight.out" 2>&1 <<'PY' &
-import os, socket, sys, time
-port, key, idem, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-body = b'{"number": 1000}'
-try:
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    s.sendall(b"POST /abacus/number HTTP/1.1\r\nHost: abacus\r\nX-API-Key: " + key.encode() +
-              b"\r\nIdempotency-Key: " + idem.encode() + b"\r\nContent-Type: application/json\r\n" +
-              b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:8])
-    print("sent-half", flush=True)
-    deadline = time.time() + 20
-    while not os.path.exists(go) and time.time() < deadline:
-        time.sleep(0.05)
-    s.sendall(body[8:])
-    reply = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        reply += chunk
-    print(reply.split(b"\r\n", 1)[0].decode(errors="replace") or "no answer (connection closed)")
-except OSError as e:
-    print("no answer (%s)" % e)
-PY
+"$ROOT/tests/inflight.py" "$IA" "$KEY" "inflight-$RANDOM$RANDOM" --go "$TMP/inflight.go" >"$TMP/inflight.out" 2>&1 &
 inflight=$!
 PIDS+=("$inflight")
 # held: lighttpd has accepted the connection (an established socket of it on

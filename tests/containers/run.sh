@@ -221,32 +221,7 @@ say "app1 stopped during load"
 # flight across the signal.  lighttpd's graceful stop must answer it.
 app1_container=$(service_containers app1 | head -n 1)
 before=$(sum_on "$APP1")
-python3 - "$APP1" "$KEY" "ct-$PROJECT-inflight" >"$TMP/inflight.out" 2>&1 <<'PY' &
-import socket, sys, time
-port, key, idem = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-body = b'{"number": 1000}'
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
-s.sendall(b"POST /abacus/number HTTP/1.1\r\nHost: app1\r\nX-API-Key: " + key.encode() +
-          b"\r\nIdempotency-Key: " + idem.encode() + b"\r\nContent-Type: application/json\r\n" +
-          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:8])
-refused = False
-for _ in range(200):                 # 20 s at most
-    time.sleep(0.1)
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        refused = True
-        break
-print("listener closed" if refused else "listener never closed")
-s.sendall(body[8:])
-reply = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    reply += chunk
-print(reply.split(b"\r\n", 1)[0].decode())
-PY
+tests/inflight.py "$APP1" "$KEY" "ct-$PROJECT-inflight" --until-refused >"$TMP/inflight.out" 2>&1 &
 inflight=$!
 PIDS+=("$inflight")
 tools/abacus-load --target "http://127.0.0.1:$APP1" --target "http://127.0.0.1:$APP2" --requests 4000 \
