@@ -26,6 +26,7 @@ start_node() { # N: prints the port it listens on
     # The cluster bus gets a claimed port of its own (not port + 10000, which
     # nobody claimed and may lie in the ephemeral range).
     port=$(free_port); bus=$(free_port)
+    rm -f "$dir/redis.pid"     # never a pid file of an earlier server taken for this one's
     redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
       --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
       --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \

@@ -35,6 +35,8 @@ start_data_server() { # NAME PORT [args...]
   local dir=$TMP/redis-$1 port=$2; shift 2
   mkdir -p "$dir"
   [ -f "$dir/redis.conf" ] || cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
+  # A SIGKILLed server leaves its pid file: the restarted one's pid must be read, not that.
+  rm -f "$dir/redis.pid"
   redis-server "$dir/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${auth[@]}" "$@" >/dev/null || return 1
   # The pid first: a server that never answers is still stopped by cleanup.

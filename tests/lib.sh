@@ -189,6 +189,7 @@ start_redis() {
   port=$(free_port)
   dir=$TMP/redis-$name
   mkdir -p "$dir"
+  rm -f "$dir/redis.pid"     # never a pid file of an earlier server taken for this one's
   redis-server "$ROOT/conf/redis.conf" --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --unixsocket "$dir/redis.sock" \
     --unixsocketperm 777 "$@" >/dev/null
