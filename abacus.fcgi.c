@@ -47,11 +47,12 @@ static bool store_ok_or_problem(struct request *r, enum store_status status, boo
                                 const struct store_result *res)
 {
 	struct log_line l;
-	/* A refusal this worker answered from memory is logged at debug: a flood of them costs no disk either. */
-	enum log_level level = status == STORE_RATE_LIMITED && res->budget.remembered ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN;
+	enum log_level level;
 
 	if (status == STORE_OK || status == STORE_REPLAYED)
 		return true;
+	/* A refusal this worker answered from memory is logged at debug: a flood of them costs no disk either. */
+	level = status == STORE_RATE_LIMITED && res->budget.remembered ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN;
 	if (status == STORE_RATE_LIMITED)
 		metrics_inc(METRICS_RATE_LIMITED);
 	else if (status == STORE_KEY_CONFLICT)

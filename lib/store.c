@@ -148,15 +148,6 @@ static bool next_int(const char **at, const char *end, int64_t *v)
 	return store_parse_int64(word, len, v);
 }
 
-/*
- * Decodes a script's reply into res.  The reply is one string, words
- * separated by a space (a Lua table costs Redis 2,800 instructions more to
- * convert, and hiredis six allocations instead of one):
- *   ok <remaining> <sum>         replay <remaining> <sum at the first time>
- *   conflict <remaining>         overflow <remaining>        notint <remaining>
- *   limited <reset_us> <retry_us>
- * remaining is -1 with the limiter off (and for a recognised resend).
- */
 /* A script's error, with the Lua file and line it came from when Redis names one. */
 static void log_script_error(enum script_id id, const char *op, const char *error)
 {
@@ -191,6 +182,16 @@ static bool copy_page(const char *text, size_t len, struct store_text *page)
 	return true;
 }
 
+/*
+ * Decodes a script's reply into res.  The reply is one string, words
+ * separated by a space (a Lua table costs Redis 2,800 instructions more to
+ * convert, and hiredis six allocations instead of one):
+ *   ok <remaining> <sum>         replay <remaining> <sum at the first time>
+ *   conflict <remaining>         overflow <remaining>        notint <remaining>
+ *   limited <reset_us> <retry_us>
+ * remaining is -1 with the limiter off (and for a recognised resend).  The
+ * ledger's reply is "ok <remaining> <json page>": the page is copied out.
+ */
 static enum store_status decode_reply(const redisReply *reply, const struct store *store,
                                       struct store_result *res, enum script_id id, const char *op)
 {
@@ -294,6 +295,23 @@ static char *put_hash_tag(const struct store *store, char *out)
 	return out;
 }
 
+static void put_arg(struct script_call *call, int i, const char *text, size_t len)
+{
+	call->argv[i] = text;
+	call->argvlen[i] = len;
+}
+
+static void put_str(struct script_call *call, int i, const char *text)
+{
+	put_arg(call, i, text, strlen(text));
+}
+
+/* The caller's API key id, "-" with auth off (in idempotency key names and ledger entries). */
+static const char *key_id_or_dash(const struct caller *caller)
+{
+	return caller->key_id[0] != '\0' ? caller->key_id : "-";
+}
+
 enum store_status store_get(struct store *store, const struct caller *caller,
                             struct store_result *res)
 {
@@ -304,10 +322,8 @@ enum store_status store_get(struct store *store, const struct caller *caller,
 	                            .argvlen = argvlen };
 
 	memset(res, 0, sizeof(*res));
-	argv[3] = store->sum_key;
-	argvlen[3] = strlen(store->sum_key);
-	argv[4] = rl;
-	argvlen[4] = ratelimit_key(store->prefix, caller, rl);
+	put_str(&call, 3, store->sum_key);
+	put_arg(&call, 4, rl, ratelimit_key(store->prefix, caller, rl));
 	return finish(call_run(&store->tr, &call), store, &call, res, "get");
 }
 
@@ -321,7 +337,7 @@ static size_t idem_key_name(const struct store *store, const struct caller *call
 	               "idempotency key name fits");
 	at = put_hash_tag(store, at);
 	at = stpcpy(at, ":idem:");
-	at = stpcpy(at, caller->key_id[0] != '\0' ? caller->key_id : "-");
+	at = stpcpy(at, key_id_or_dash(caller));
 	*at++ = ':';
 	if (key->len > 0) {
 		/* idem.c let only 1-IDEM_KEY_MAX characters through; the bound keeps it so. */
@@ -368,17 +384,6 @@ struct change {
 	char resend[2];                 /* "0"; call_run makes it "1" on a resend */
 };
 
-static void put_arg(struct script_call *call, int i, const char *text, size_t len)
-{
-	call->argv[i] = text;
-	call->argvlen[i] = len;
-}
-
-static void put_str(struct script_call *call, int i, const char *text)
-{
-	put_arg(call, i, text, strlen(text));
-}
-
 /*
  * The call of a change: KEYS sum, (record: the caller's), rl, ledger; ARGV
  * from 7: (the number: the caller's), then a fresh attempt token and the
@@ -405,12 +410,6 @@ static void start_change(struct store *store, const struct caller *caller, struc
 	put_arg(call, call->resend_arg, ch->resend, 1);
 }
 
-/* The ledger's "key": the API key id, "-" with auth off. */
-static const char *ledger_key_id(const struct caller *caller)
-{
-	return caller->key_id[0] != '\0' ? caller->key_id : "-";
-}
-
 enum store_status store_add(struct store *store, const struct caller *caller,
                             const struct idem_key *key, int64_t delta, const char *request_id,
                             struct store_result *res)
@@ -425,7 +424,7 @@ enum store_status store_add(struct store *store, const struct caller *caller,
 	                                          : op_key(store, ch.token, ch.record));
 	put_arg(&call, 7, ch.number, decimal_format(ch.number, delta));
 	put_arg(&call, 8, key->len > 0 ? "1" : "0", 1);
-	put_str(&call, 11, ledger_key_id(caller));
+	put_str(&call, 11, key_id_or_dash(caller));
 	put_str(&call, 12, request_id != NULL ? request_id : "");
 	put_arg(&call, 13, key->len > 0 ? key->text : "", key->len > 0 ? key->len : 0);
 	return finish(call_run(&store->tr, &call), store, &call, res, "add");
@@ -443,7 +442,7 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 	put_arg(&call, 4, ch.record, op_key(store, ch.token, ch.record));
 	put_arg(&call, 7, ch.number, decimal_format(ch.number, value));
 	put_str(&call, 10, reset ? "reset" : "set");
-	put_str(&call, 11, ledger_key_id(caller));
+	put_str(&call, 11, key_id_or_dash(caller));
 	put_str(&call, 12, request_id != NULL ? request_id : "");
 	return finish(call_run(&store->tr, &call), store, &call, res, "set");
 }

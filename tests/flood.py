@@ -243,15 +243,9 @@ def one_get(port, key, timeout):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(req)
-            out = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                out += b
+            status, _, _ = read_answer(s)
     except OSError as e:
         return time.monotonic() - t0, type(e).__name__
-    status = out.split(b" ", 2)[1].decode("ascii", "replace") if out.startswith(b"HTTP/") else "no-answer"
     return time.monotonic() - t0, status
 
 
