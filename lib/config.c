@@ -337,9 +337,29 @@ static bool load_auth(struct config *cfg, config_lookup_fn lookup, char *err, si
 	return true;
 }
 
+/*
+ * ABACUS_RATE_LIMIT_SCOPE: caller (one budget per caller over every sum) or
+ * sum (one per caller and sum: in a Redis Cluster it saves a named sum's
+ * request a second round trip; docs/CONFIGURATION.md).
+ */
+static bool load_rate_limit_scope(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
+{
+	const char *scope = lookup("ABACUS_RATE_LIMIT_SCOPE");
+
+	if (scope == NULL || *scope == '\0' || strcmp(scope, "caller") == 0)
+		cfg->rate_limit_per_sum = false;
+	else if (strcmp(scope, "sum") == 0)
+		cfg->rate_limit_per_sum = true;
+	else
+		return fail(err, errlen, "ABACUS_RATE_LIMIT_SCOPE: '%.40s' is not caller or sum", scope);
+	return true;
+}
+
 static bool load_limits(struct config *cfg, config_lookup_fn lookup, char *err, size_t errlen)
 {
-	return load_bool(lookup, "ABACUS_IDEMPOTENCY_REQUIRED", true, &cfg->idempotency_required, err, errlen) &&
+	return load_rate_limit_scope(cfg, lookup, err, errlen) &&
+	       load_long(lookup, "ABACUS_MAX_SUMS", 10000, 1, 100000000, &cfg->max_sums, err, errlen) &&
+	       load_bool(lookup, "ABACUS_IDEMPOTENCY_REQUIRED", true, &cfg->idempotency_required, err, errlen) &&
 	       load_long(lookup, "ABACUS_IDEMPOTENCY_TTL_SECONDS", 86400, 1, 31536000,
 	                 &cfg->idempotency_ttl_seconds, err, errlen) &&
 	       load_long(lookup, "ABACUS_MAX_BODY_BYTES", 4096, 16, 1048576, &cfg->max_body_bytes, err, errlen) &&
@@ -461,6 +481,8 @@ void config_log_effective(const struct config *cfg)
 	log_int(&l, "rate_limit_window_seconds", cfg->rate_limit_window_seconds);
 	log_int(&l, "rate_limit_ipv6_prefix", cfg->rate_limit_ipv6_prefix);
 	log_int(&l, "ledger_retention_seconds", cfg->ledger_retention_seconds);
+	log_str(&l, "rate_limit_scope", cfg->rate_limit_per_sum ? "sum" : "caller");
+	log_int(&l, "max_sums", cfg->max_sums);
 	log_int(&l, "trusted_proxies", (long long)cfg->trusted_proxy_count);
 	log_str(&l, "metrics_shm", cfg->metrics_shm);
 	log_bool(&l, "metrics_auth", cfg->metrics_auth);

@@ -49,6 +49,8 @@ struct config {
 	long rate_limit_requests;           /* ABACUS_RATE_LIMIT_REQUESTS */
 	long rate_limit_window_seconds;     /* ABACUS_RATE_LIMIT_WINDOW_SECONDS */
 	long ledger_retention_seconds;      /* ABACUS_LEDGER_RETENTION_SECONDS: 0 turns the ledger off */
+	bool rate_limit_per_sum;            /* ABACUS_RATE_LIMIT_SCOPE=sum (default caller) */
+	long max_sums;                      /* ABACUS_MAX_SUMS: named sums that may exist */
 	long rate_limit_ipv6_prefix;        /* ABACUS_RATE_LIMIT_IPV6_PREFIX: an IPv6 caller's network */
 	struct cidr trusted_proxies[CONFIG_PROXIES_MAX]; /* ABACUS_TRUSTED_PROXIES */
 	size_t trusted_proxy_count;

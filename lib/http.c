@@ -17,13 +17,16 @@ static const struct problem_info problems[PROBLEM_COUNT] = {
 	[PROBLEM_IDEMPOTENCY_KEY_MISSING] = { 400, "idempotency-key-missing", "Idempotency-Key required" },
 	[PROBLEM_IDEMPOTENCY_KEY_INVALID] = { 400, "idempotency-key-invalid", "Invalid Idempotency-Key" },
 	[PROBLEM_INVALID_QUERY] = { 400, "invalid-query", "Invalid query parameter" },
+	[PROBLEM_INVALID_SUM_NAME] = { 400, "invalid-sum-name", "Invalid sum name" },
 	[PROBLEM_UNAUTHORIZED] = { 401, "unauthorized", "API key required" },
 	[PROBLEM_FORBIDDEN] = { 403, "forbidden", "API key not accepted" },
 	[PROBLEM_ADMIN_REQUIRED] = { 403, "admin-required", "Admin API key required" },
 	[PROBLEM_NOT_FOUND] = { 404, "not-found", "Not found" },
 	[PROBLEM_LEDGER_OFF] = { 404, "ledger-off", "The ledger is turned off" },
+	[PROBLEM_SUM_NOT_FOUND] = { 404, "sum-not-found", "No such sum" },
 	[PROBLEM_METHOD_NOT_ALLOWED] = { 405, "method-not-allowed", "Method not allowed" },
 	[PROBLEM_OUT_OF_RANGE] = { 409, "sum-out-of-range", "Sum would leave the int64 range" },
+	[PROBLEM_TOO_MANY_SUMS] = { 409, "too-many-sums", "Too many sums" },
 	[PROBLEM_LENGTH_REQUIRED] = { 411, "length-required", "Request body required" },
 	[PROBLEM_BODY_TOO_LARGE] = { 413, "body-too-large", "Request body too large" },
 	[PROBLEM_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported-media-type", "Content-Type must be application/json" },
@@ -409,6 +412,11 @@ bool http_store_outcome(struct request *r, enum store_status status, bool keyed)
 		[STORE_OUTCOME_UNKNOWN] = { PROBLEM_OUTCOME_UNKNOWN,
 		                            "the change was sent to Redis and no answer came in time: it may have been "
 		                            "applied; read the sum before repeating it" },
+		[STORE_NOT_FOUND] = { PROBLEM_SUM_NOT_FOUND,
+		                      "no sum of this name: it was never written or was deleted" },
+		[STORE_TOO_MANY_SUMS] = { PROBLEM_TOO_MANY_SUMS,
+		                          "this would create a sum past ABACUS_MAX_SUMS; nothing was changed; "
+		                          "delete unused sums or raise the limit" },
 		[STORE_NOT_REPLICATED] = { PROBLEM_NOT_REPLICATED,
 		                           "the change was applied on the Redis master but not enough replicas confirmed "
 		                           "it in time; read the sum before repeating it" },

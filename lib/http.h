@@ -34,13 +34,16 @@ enum problem {
 	PROBLEM_IDEMPOTENCY_KEY_MISSING,/* 400 POST without Idempotency-Key */
 	PROBLEM_IDEMPOTENCY_KEY_INVALID,/* 400 Idempotency-Key not 1-255 visible ASCII */
 	PROBLEM_INVALID_QUERY,          /* 400 a query parameter unknown, repeated or out of range */
+	PROBLEM_INVALID_SUM_NAME,       /* 400 a sum's name outside the name rules (lib/sumname.h) */
 	PROBLEM_UNAUTHORIZED,           /* 401 X-API-Key missing */
 	PROBLEM_FORBIDDEN,              /* 403 X-API-Key unknown */
 	PROBLEM_ADMIN_REQUIRED,         /* 403 valid key, but not an admin key */
 	PROBLEM_NOT_FOUND,              /* 404 unknown path */
 	PROBLEM_LEDGER_OFF,             /* 404 the ledger is turned off (ABACUS_LEDGER_RETENTION_SECONDS=0) */
+	PROBLEM_SUM_NOT_FOUND,          /* 404 no sum of that name (never written, or deleted) */
 	PROBLEM_METHOD_NOT_ALLOWED,     /* 405 known path, other method */
 	PROBLEM_OUT_OF_RANGE,           /* 409 the sum would leave int64 */
+	PROBLEM_TOO_MANY_SUMS,          /* 409 a new sum past ABACUS_MAX_SUMS */
 	PROBLEM_LENGTH_REQUIRED,        /* 411 body required but absent */
 	PROBLEM_BODY_TOO_LARGE,         /* 413 body above ABACUS_MAX_BODY_BYTES */
 	PROBLEM_UNSUPPORTED_MEDIA_TYPE, /* 415 body not application/json */

@@ -26,13 +26,14 @@ static const int statuses[] = { 200, 400, 401, 403, 404, 405, 409, 411, 413, 415
 #define STATUS_COUNT (sizeof(statuses) / sizeof(statuses[0]) + 1)
 
 static const char *const endpoint_names[METRICS_EP_COUNT] = {
-	"/abacus/sum", "/abacus/number", "/abacus/sum/ledger", "/healthz", "/readyz", "/metrics", "other",
+	"/abacus/sum", "/abacus/number", "/abacus/sum/ledger", "/abacus/sums", "/abacus/sums/{name}",
+	"/abacus/sums/{name}/number", "/abacus/sums/{name}/ledger", "/healthz", "/readyz", "/metrics", "other",
 };
 static const char *const method_names[HTTP_METHOD_COUNT] = {
 	"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER",
 };
 static const char *const op_names[METRICS_OP_COUNT] = {
-	"get", "add", "set", "ledger", "ping", "connect", "script_load",
+	"get", "add", "set", "ledger", "list", "peek", "register", "admit", "ping", "connect", "script_load",
 };
 static const char *const result_names[METRICS_RESULT_COUNT] = { "ok", "error", "unavailable" };
 static const char *const auth_names[METRICS_AUTH_COUNT] = { "missing", "unknown", "not_admin" };

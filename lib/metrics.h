@@ -24,13 +24,17 @@
 #include "http.h"
 
 /* The segment's layout (metrics_shm.h header, then the counters); bump it with any change. */
-#define METRICS_LAYOUT_VERSION 3
+#define METRICS_LAYOUT_VERSION 4
 
 /* The endpoint label: a route, or "other". */
 enum metrics_endpoint {
 	METRICS_EP_SUM,
 	METRICS_EP_NUMBER,
 	METRICS_EP_LEDGER,
+	METRICS_EP_SUMS,                /* /abacus/sums: the listing */
+	METRICS_EP_NAMED_SUM,           /* /abacus/sums/{name} */
+	METRICS_EP_NAMED_NUMBER,        /* /abacus/sums/{name}/number */
+	METRICS_EP_NAMED_LEDGER,        /* /abacus/sums/{name}/ledger */
 	METRICS_EP_HEALTHZ,
 	METRICS_EP_READYZ,
 	METRICS_EP_METRICS,
@@ -44,6 +48,10 @@ enum metrics_redis_op {
 	METRICS_OP_ADD,         /* EVALSHA of the add script */
 	METRICS_OP_SET,         /* EVALSHA of the set script */
 	METRICS_OP_LEDGER,      /* EVALSHA of the ledger (read) script */
+	METRICS_OP_LIST,        /* EVALSHA of the listing's script (names, in the registry) */
+	METRICS_OP_PEEK,        /* EVALSHA of the listing's read of one named sum */
+	METRICS_OP_REGISTER,    /* EVALSHA of the registry's script (a new name, a deleted one) */
+	METRICS_OP_ADMIT,       /* EVALSHA of the limiter alone (Cluster: named sums, per-caller scope) */
 	METRICS_OP_PING,        /* PING (readiness) */
 	METRICS_OP_CONNECT,     /* connect + AUTH/SELECT/SCRIPT LOAD pipeline */
 	METRICS_OP_SCRIPT_LOAD, /* SCRIPT LOAD after NOSCRIPT */

@@ -36,6 +36,7 @@
 #include "idem.h"
 #include "ratelimit.h"
 #include "store_status.h"
+#include "sumname.h"
 
 struct store;
 
@@ -61,6 +62,8 @@ struct store_options {
 	int min_replicas;               /* > 0: WAIT for that many replicas after each write */
 	int wait_timeout_ms;            /* WAIT's timeout */
 	long ledger_retention_seconds;  /* how long ledger entries are kept; 0: no ledger */
+	long max_sums;                  /* named sums that may exist (the registry's bound) */
+	bool rate_limit_per_sum;        /* one budget per caller and sum, not per caller */
 };
 
 /* A text the store hands back (the ledger's page): grown as needed, freed by its owner. */
@@ -113,6 +116,62 @@ enum store_status store_set(struct store *store, const struct caller *caller, in
 #define STORE_LEDGER_LIMIT_MAX 1000
 enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,
                                long limit, struct store_result *res, struct store_text *page);
+
+/*
+ * Named sums (docs/API.md, "Named sums").  name is a valid name
+ * (lib/sumname.h); NULL or "default" is the original sum, on its original
+ * keys ({prefix}:sum ...), and the functions above are these with NULL.
+ * Every other name keeps its keys under its own hash tag, {prefix/name}:
+ * the sum, its idempotency records, attempt tokens and ledger, so one script
+ * in one round trip still does all of a request, and in a Redis Cluster the
+ * names spread over the masters.  Idempotency-Keys are scoped by API key
+ * and sum.
+ *
+ * A named sum exists from its first change (an addition, a PUT) until a
+ * DELETE; reading, deleting or reading the ledger of one that does not
+ * exist answers STORE_NOT_FOUND.  The names that exist are kept in a
+ * registry ({prefix}:sums), bounded by max_sums: a change that would create
+ * one more answers STORE_TOO_MANY_SUMS and changes nothing.  "default"
+ * always exists and is not counted.
+ */
+enum store_set_op {
+	STORE_SET_VALUE,        /* PUT: the sum becomes the value */
+	STORE_SET_RESET,        /* DELETE of the default sum: 0 (the ledger says reset) */
+	STORE_SET_DELETE,       /* DELETE of a named sum: gone (reads answer STORE_NOT_FOUND) */
+};
+
+enum store_status store_sum_get(struct store *store, const char *name, const struct caller *caller,
+                                struct store_result *res);
+enum store_status store_sum_add(struct store *store, const char *name, const struct caller *caller,
+                                const struct idem_key *key, int64_t delta, const char *request_id,
+                                struct store_result *res);
+/* STORE_SET_DELETE on "default" resets it (the default sum always exists). */
+enum store_status store_sum_set(struct store *store, const char *name, const struct caller *caller,
+                                int64_t value, enum store_set_op op, const char *request_id,
+                                struct store_result *res);
+enum store_status store_sum_ledger(struct store *store, const char *name, const struct caller *caller,
+                                   const char *after, long limit, struct store_result *res,
+                                   struct store_text *page);
+
+/* One line of the listing. */
+struct store_sum_entry {
+	char name[SUMNAME_MAX + 1];
+	int64_t sum;
+	bool not_integer;       /* the stored value is not an integer (then sum is 0) */
+};
+
+/*
+ * The listing: up to limit (1..STORE_LIST_LIMIT_MAX) sums whose names sort
+ * after `after` ("" from the first), in byte order, "default" among them,
+ * into entries; *count of them.  *more: names follow the last one (continue
+ * after it).  A name registered whose sum does not exist (being created or
+ * deleted at that moment) is left out, so a page may hold fewer than limit
+ * while *more is true.  Counts once against the caller's rate limit.
+ */
+#define STORE_LIST_LIMIT_MAX 100
+enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
+                             struct store_sum_entry *entries, size_t *count, bool *more,
+                             struct store_result *res);
 
 /*
  * PING within the timeouts (readiness), with INFO memory in the same round

@@ -18,6 +18,8 @@ enum store_status {
 	STORE_NOT_REPLICATED,   /* applied on the master, but WAIT saw too few replicas */
 	STORE_OUTCOME_UNKNOWN,  /* a change was sent and no answer came: it may have been applied */
 	STORE_FULL,             /* Redis is out of memory (noeviction): the change was refused */
+	STORE_NOT_FOUND,        /* a named sum that does not exist (never written, or deleted) */
+	STORE_TOO_MANY_SUMS,    /* a new named sum past ABACUS_MAX_SUMS; nothing changed */
 	STORE_STATUS_COUNT
 };
 

@@ -1,0 +1,23 @@
+#include "sumname.h"
+
+#include <string.h>
+
+static bool is_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool sumname_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > SUMNAME_MAX || !is_alnum(s[0]))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool sumname_is_default(const char *s, size_t len)
+{
+	return len == sizeof(SUMNAME_DEFAULT) - 1 && memcmp(s, SUMNAME_DEFAULT, len) == 0;
+}
