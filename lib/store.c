@@ -669,7 +669,7 @@ static void start_change(struct store *store, const char *name, const struct cal
 	args_start(&ch->a);
 	next_token(store, ch->token);
 	strcpy(ch->resend, "0");
-	strcpy(ch->registration, ch->k.named ? "-" : "");
+	snprintf(ch->registration, sizeof(ch->registration), "%s", ch->k.named ? "-" : "");
 }
 
 static void push_change_keys(struct change *ch, size_t record_len)
