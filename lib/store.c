@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis_call.h"
+#include "router.h"
 #include "scripts.h"
 #include "topology.h"
 #include "transport.h"
@@ -25,7 +26,9 @@ struct store {
 	char sum_key[KEY_MAX];          /* {prefix}:sum */
 	/* Attempt tokens (see lib/store.h, resends): a random start, then one per change. */
 	uint64_t token_next;
-	struct transport tr;            /* the connection, and the scripts it loads */
+	char scripts[SCRIPT_COUNT][SCRIPT_MAX]; /* what every connection loads */
+	unsigned default_slot;          /* the slot of {prefix}: the default sum, the registry */
+	struct router router;           /* the connection(s): one per Cluster master */
 };
 
 const char *store_strerror(enum store_status status)
@@ -75,6 +78,7 @@ struct store *store_new(const struct store_options *opt)
 {
 	struct store *store = calloc(1, sizeof(*store));
 	struct script_settings settings;
+	struct transport tr;
 
 	if (store == NULL)
 		return NULL;
@@ -82,15 +86,18 @@ struct store *store_new(const struct store_options *opt)
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
-	store->tr.slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
+	store->default_slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ transport_now_us();
-	store->tr.jitter_state = store->token_next | 1;
-	store->tr.target = opt->target;
-	store->tr.connect_timeout_ms = opt->connect_timeout_ms;
-	store->tr.command_timeout_ms = opt->command_timeout_ms;
-	store->tr.min_replicas = opt->min_replicas;
-	store->tr.wait_timeout_ms = opt->wait_timeout_ms;
+	memset(&tr, 0, sizeof(tr));
+	tr.slot = store->default_slot;
+	tr.jitter_state = store->token_next | 1;
+	tr.target = opt->target;
+	tr.connect_timeout_ms = opt->connect_timeout_ms;
+	tr.command_timeout_ms = opt->command_timeout_ms;
+	tr.min_replicas = opt->min_replicas;
+	tr.wait_timeout_ms = opt->wait_timeout_ms;
+	tr.script = store->scripts;
 	settings.rate_limit_requests = opt->rate_limit_requests;
 	settings.rate_limit_window_seconds = opt->rate_limit_window_seconds;
 	settings.idempotency_ttl_seconds = opt->idempotency_ttl_seconds;
@@ -98,11 +105,14 @@ struct store *store_new(const struct store_options *opt)
 	settings.wait_for_replicas = opt->min_replicas > 0;
 	settings.ledger_retention_seconds = opt->ledger_retention_seconds;
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
-		if (!scripts_format((enum script_id)i, &settings, store->tr.script[i], sizeof(store->tr.script[i]))) {
+		if (!scripts_format((enum script_id)i, &settings, store->scripts[i], sizeof(store->scripts[i]))) {
 			free(store);
 			return NULL;
 		}
 	}
+	router_init(&store->router, &tr);
+	explicit_bzero(tr.target.password, sizeof(tr.target.password));
+	explicit_bzero(tr.target.sentinel_password, sizeof(tr.target.sentinel_password));
 	return store;
 }
 
@@ -110,24 +120,24 @@ void store_free(struct store *store)
 {
 	if (store == NULL)
 		return;
-	if (store->tr.ctx != NULL)
-		redisFree(store->tr.ctx);
+	router_free(&store->router);
 	explicit_bzero(store->opt.target.password, sizeof(store->opt.target.password));
 	explicit_bzero(store->opt.target.sentinel_password, sizeof(store->opt.target.sentinel_password));
-	explicit_bzero(store->tr.target.password, sizeof(store->tr.target.password));
-	explicit_bzero(store->tr.target.sentinel_password, sizeof(store->tr.target.sentinel_password));
+	explicit_bzero(store->router.main.target.password, sizeof(store->router.main.target.password));
+	explicit_bzero(store->router.main.target.sentinel_password, sizeof(store->router.main.target.sentinel_password));
 	free(store);
 }
 
 unsigned long store_reconnects(const struct store *store)
 {
-	return store->tr.connects > 0 ? store->tr.connects - 1 : 0;
+	return router_reconnects(&store->router);
 }
 
 bool store_connect(struct store *store)
 {
-	return call_ensure_connected(&store->tr, transport_now_ms() + (uint64_t)store->opt.connect_timeout_ms +
-	                                             (uint64_t)store->opt.command_timeout_ms);
+	return call_ensure_connected(router_pick(&store->router, store->default_slot),
+	                             transport_now_ms() + (uint64_t)store->opt.connect_timeout_ms +
+	                             (uint64_t)store->opt.command_timeout_ms);
 }
 
 /* The next space-separated word of the reply at *at (before end); advances past it. */
@@ -439,11 +449,23 @@ static const char *key_id_or_dash(const struct caller *caller)
 	return caller->key_id[0] != '\0' ? caller->key_id : "-";
 }
 
+/* The slot of a call's keys (they share one hash tag): where it must run in a Cluster. */
+static unsigned call_slot(const struct script_call *call)
+{
+	return call->nkeys > 0 ? topology_key_slot(call->argv[3], call->argvlen[3]) : 0;
+}
+
+/* Runs a call on its keys' master and returns its reply (NULL: none came). */
+static redisReply *call_on_slot(struct store *store, struct script_call *call)
+{
+	return router_call(&store->router, call_slot(call), call);
+}
+
 /* Runs a call and decodes its reply. */
 static enum store_status run(struct store *store, struct script_call *call, struct store_result *res,
                              const char *op, struct reply_extra *extra)
 {
-	return finish(call_run(&store->tr, call), store, call, res, op, extra);
+	return finish(call_on_slot(store, call), store, call, res, op, extra);
 }
 
 /*
@@ -611,7 +633,7 @@ static enum store_status register_name(struct store *store, const struct caller 
 	push(&a, max, decimal_format(max, store->opt.max_sums));
 	push(&a, ch->token, TOKEN_LEN);
 	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_run(&store->tr, &call);
+	reply = call_on_slot(store, &call);
 	if (reply == NULL)
 		return STORE_UNAVAILABLE;
 	if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "full") == 0) {
@@ -651,7 +673,7 @@ static void unregister_name(struct store *store, const struct sum_keys *k, const
 	push_str(&a, k->name);
 	push_str(&a, token);
 	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_run(&store->tr, &call);
+	reply = call_on_slot(store, &call);
 	/* Left behind, the name is only listed-but-absent (skipped) and counted until it is created again. */
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
 		transport_log_error("unregister", reply != NULL ? reply->str : "no answer");
@@ -885,5 +907,5 @@ enum store_status store_ping(struct store *store)
 		[CALL_PING_DOWN] = STORE_UNAVAILABLE, [CALL_PING_OK] = STORE_OK, [CALL_PING_FULL] = STORE_FULL,
 	};
 
-	return status[call_ping(&store->tr)];
+	return status[call_ping(router_pick(&store->router, store->default_slot))];
 }
