@@ -28,6 +28,7 @@ struct store {
 	uint64_t token_next;
 	char scripts[SCRIPT_COUNT][SCRIPT_MAX]; /* what every connection loads */
 	unsigned default_slot;          /* the slot of {prefix}: the default sum, the registry */
+	unsigned long memo_reconnects;  /* reconnections when the remembered refusals were last forgotten */
 	struct router router;           /* the connection(s): one per Cluster master */
 };
 
@@ -340,6 +341,7 @@ struct sum_keys {
 	size_t rl_len;
 	bool rl_apart;                  /* the limiter lives in another slot: run it first, alone */
 	char name[SUMNAME_MAX + 1];     /* "default" for the default sum */
+	const struct caller *caller;
 };
 
 /* "<tag>:<suffix>" into out (KEY_MAX bytes); returns its length. */
@@ -382,6 +384,7 @@ static void sum_keys(const struct store *store, const char *name, const struct c
 	             : snprintf(k->tag, sizeof(k->tag), "{%s}", store->prefix);
 	k->tag_len = n > 0 ? (size_t)n : 0;
 	snprintf(k->name, sizeof(k->name), "%s", k->named ? name : SUMNAME_DEFAULT);
+	k->caller = caller;
 	tag_key(k, ":sum", k->sum);
 	tag_key(k, ":ledger", k->ledger);
 	tag_key(k, ":reg", k->reg);
@@ -485,23 +488,52 @@ static enum store_status admit_apart(struct store *store, const struct sum_keys 
 }
 
 /*
+ * Whether this worker may answer the caller's refusal from memory
+ * (lib/ratelimit.h, the local refusal): the memory holds one budget per
+ * caller, so not with one budget per caller and sum.  A new connection may
+ * be a restarted or failed-over Redis, where every budget is free again:
+ * then everything remembered is forgotten.
+ */
+static bool refusal_remembered(struct store *store, const struct sum_keys *k, struct store_result *res,
+                               int64_t *asked_at_us)
+{
+	unsigned long reconnects = store_reconnects(store);
+
+	if (reconnects != store->memo_reconnects) {
+		store->memo_reconnects = reconnects;
+		ratelimit_forget_refusals();
+	}
+	*asked_at_us = ratelimit_clock_us();
+	return store->opt.rate_limit_requests > 0 && !(k->named && store->opt.rate_limit_per_sum) &&
+	       ratelimit_refused_here(k->caller, *asked_at_us, &res->budget);
+}
+
+/*
  * Runs a sum's script, after the limiter when it runs apart: the budget the
- * caller sees is then the limiter's (the script ran without it).
+ * caller sees is then the limiter's (the script ran without it).  A caller
+ * refused a moment ago is refused again here, without Redis.
  */
 static enum store_status run_for_sum(struct store *store, const struct sum_keys *k, struct script_call *call,
                                      struct store_result *res, const char *op, struct reply_extra *extra)
 {
 	struct ratelimit_budget budget;
 	enum store_status status;
+	int64_t asked_at_us;
 
-	if (!k->rl_apart)
-		return run(store, call, res, op, extra);
-	status = admit_apart(store, k, res);
-	if (status != STORE_OK)
-		return status;
-	budget = res->budget;
-	status = run(store, call, res, op, extra);
-	res->budget = budget;
+	if (refusal_remembered(store, k, res, &asked_at_us))
+		return STORE_RATE_LIMITED;
+	if (!k->rl_apart) {
+		status = run(store, call, res, op, extra);
+	} else {
+		status = admit_apart(store, k, res);
+		if (status == STORE_OK) {
+			budget = res->budget;
+			status = run(store, call, res, op, extra);
+			res->budget = budget;
+		}
+	}
+	if (status == STORE_RATE_LIMITED && !(k->named && store->opt.rate_limit_per_sum))
+		ratelimit_remember_refusal(k->caller, asked_at_us, &res->budget);
 	return status;
 }
 
@@ -875,7 +907,7 @@ enum store_status store_list(struct store *store, const struct caller *caller, c
 	push(&a, count_text, decimal_format(count_text, limit));
 	push_str(&a, SUMNAME_DEFAULT);
 	call_with(&call, SCRIPT_LIST, &a);
-	status = run(store, &call, res, "list", NULL);
+	status = run_for_sum(store, &k, &call, res, "list", NULL);
 	res->page = NULL;
 	if (status != STORE_OK)
 		return status;
