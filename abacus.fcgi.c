@@ -156,7 +156,7 @@ static void reply_sum(struct request *r, const char *message, const char *field,
 	http_reply_json_int(r, 200, head, v, "}");
 }
 
-/* ---- one store call per request, through this worker's memory of refusals ---- */
+/* ---- one store call per request ---- */
 
 /* What a handler asks of the store. */
 enum sum_call { SUM_GET, SUM_ADD, SUM_SET, SUM_LEDGER, SUM_LIST };
@@ -195,47 +195,17 @@ static enum store_status call_store(struct request *r, struct sum_request *q, st
 }
 
 /*
- * The budget a request spends, as this worker's memory of refusals names it
- * (lib/ratelimit.h): the caller's one (NULL) with ABACUS_RATE_LIMIT_SCOPE=
- * caller; with =sum the sum's ("default" for the original routes), and the
- * listing's own ("").  Two budgets never share a name, so a refusal is only
- * ever answered here for the budget Redis refused.
- */
-static const char *budget_scope(const struct sum_request *q)
-{
-	if (!worker.cfg.rate_limit_per_sum)
-		return NULL;
-	if (q->call == SUM_LIST)
-		return "";
-	return q->name != NULL ? q->name : SUMNAME_DEFAULT;
-}
-
-/*
- * The request's store call, then its RateLimit headers.  A budget refused a
- * moment ago, which cannot have freed yet, is answered 429 here without a
- * round trip to Redis, and a refusal from Redis is remembered for the next.
+ * The request's store call, then its RateLimit headers.  The store answers
+ * a caller it refused a moment ago from this worker's memory, without a
+ * round trip (lib/ratelimit.h, the local refusal; lib/store.c keeps it, per
+ * budget: not for a named sum with one budget per caller and sum).
  */
 static enum store_status limited_store_call(struct request *r, struct sum_request *q, struct store_result *res)
 {
-	static unsigned long reconnects;
-	const char *scope = budget_scope(q);
 	enum store_status status;
-	int64_t asked_at;
 
 	memset(res, 0, sizeof(*res));
-	/* A new connection may be a restarted or failed-over Redis: every budget free again. */
-	if (store_reconnects(worker.store) != reconnects) {
-		reconnects = store_reconnects(worker.store);
-		ratelimit_forget_refusals();
-	}
-	asked_at = ratelimit_clock_us();
-	if (ratelimit_refused_here(&r->caller, scope, asked_at, &res->budget)) {
-		status = STORE_RATE_LIMITED;
-	} else {
-		status = call_store(r, q, res);
-		if (status == STORE_RATE_LIMITED)
-			ratelimit_remember_refusal(&r->caller, scope, asked_at, &res->budget);
-	}
+	status = call_store(r, q, res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res->budget);
 	return status;
 }

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis_call.h"
+#include "router.h"
 #include "scripts.h"
 #include "topology.h"
 #include "transport.h"
@@ -25,7 +26,10 @@ struct store {
 	char sum_key[KEY_MAX];          /* {prefix}:sum */
 	/* Attempt tokens (see lib/store.h, resends): a random start, then one per change. */
 	uint64_t token_next;
-	struct transport tr;            /* the connection, and the scripts it loads */
+	char scripts[SCRIPT_COUNT][SCRIPT_MAX]; /* what every connection loads */
+	unsigned default_slot;          /* the slot of {prefix}: the default sum, the registry */
+	unsigned long memo_reconnects;  /* reconnections when the remembered refusals were last forgotten */
+	struct router router;           /* the connection(s): one per Cluster master */
 };
 
 const char *store_strerror(enum store_status status)
@@ -75,6 +79,7 @@ struct store *store_new(const struct store_options *opt)
 {
 	struct store *store = calloc(1, sizeof(*store));
 	struct script_settings settings;
+	struct transport tr;
 
 	if (store == NULL)
 		return NULL;
@@ -82,15 +87,18 @@ struct store *store_new(const struct store_options *opt)
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
-	store->tr.slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
+	store->default_slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ transport_now_us();
-	store->tr.jitter_state = store->token_next | 1;
-	store->tr.target = opt->target;
-	store->tr.connect_timeout_ms = opt->connect_timeout_ms;
-	store->tr.command_timeout_ms = opt->command_timeout_ms;
-	store->tr.min_replicas = opt->min_replicas;
-	store->tr.wait_timeout_ms = opt->wait_timeout_ms;
+	memset(&tr, 0, sizeof(tr));
+	tr.slot = store->default_slot;
+	tr.jitter_state = store->token_next | 1;
+	tr.target = opt->target;
+	tr.connect_timeout_ms = opt->connect_timeout_ms;
+	tr.command_timeout_ms = opt->command_timeout_ms;
+	tr.min_replicas = opt->min_replicas;
+	tr.wait_timeout_ms = opt->wait_timeout_ms;
+	tr.script = store->scripts;
 	settings.rate_limit_requests = opt->rate_limit_requests;
 	settings.rate_limit_window_seconds = opt->rate_limit_window_seconds;
 	settings.idempotency_ttl_seconds = opt->idempotency_ttl_seconds;
@@ -98,11 +106,14 @@ struct store *store_new(const struct store_options *opt)
 	settings.wait_for_replicas = opt->min_replicas > 0;
 	settings.ledger_retention_seconds = opt->ledger_retention_seconds;
 	for (int i = 0; i < SCRIPT_COUNT; i++) {
-		if (!scripts_format((enum script_id)i, &settings, store->tr.script[i], sizeof(store->tr.script[i]))) {
+		if (!scripts_format((enum script_id)i, &settings, store->scripts[i], sizeof(store->scripts[i]))) {
 			free(store);
 			return NULL;
 		}
 	}
+	router_init(&store->router, &tr);
+	explicit_bzero(tr.target.password, sizeof(tr.target.password));
+	explicit_bzero(tr.target.sentinel_password, sizeof(tr.target.sentinel_password));
 	return store;
 }
 
@@ -110,24 +121,24 @@ void store_free(struct store *store)
 {
 	if (store == NULL)
 		return;
-	if (store->tr.ctx != NULL)
-		redisFree(store->tr.ctx);
+	router_free(&store->router);
 	explicit_bzero(store->opt.target.password, sizeof(store->opt.target.password));
 	explicit_bzero(store->opt.target.sentinel_password, sizeof(store->opt.target.sentinel_password));
-	explicit_bzero(store->tr.target.password, sizeof(store->tr.target.password));
-	explicit_bzero(store->tr.target.sentinel_password, sizeof(store->tr.target.sentinel_password));
+	explicit_bzero(store->router.main.target.password, sizeof(store->router.main.target.password));
+	explicit_bzero(store->router.main.target.sentinel_password, sizeof(store->router.main.target.sentinel_password));
 	free(store);
 }
 
 unsigned long store_reconnects(const struct store *store)
 {
-	return store->tr.connects > 0 ? store->tr.connects - 1 : 0;
+	return router_reconnects(&store->router);
 }
 
 bool store_connect(struct store *store)
 {
-	return call_ensure_connected(&store->tr, transport_now_ms() + (uint64_t)store->opt.connect_timeout_ms +
-	                                             (uint64_t)store->opt.command_timeout_ms);
+	return call_ensure_connected(router_pick(&store->router, store->default_slot),
+	                             transport_now_ms() + (uint64_t)store->opt.connect_timeout_ms +
+	                             (uint64_t)store->opt.command_timeout_ms);
 }
 
 /* The next space-separated word of the reply at *at (before end); advances past it. */
@@ -330,6 +341,7 @@ struct sum_keys {
 	size_t rl_len;
 	bool rl_apart;                  /* the limiter lives in another slot: run it first, alone */
 	char name[SUMNAME_MAX + 1];     /* "default" for the default sum */
+	const struct caller *caller;
 };
 
 /* "<tag>:<suffix>" into out (KEY_MAX bytes); returns its length. */
@@ -372,6 +384,7 @@ static void sum_keys(const struct store *store, const char *name, const struct c
 	             : snprintf(k->tag, sizeof(k->tag), "{%s}", store->prefix);
 	k->tag_len = n > 0 ? (size_t)n : 0;
 	snprintf(k->name, sizeof(k->name), "%s", k->named ? name : SUMNAME_DEFAULT);
+	k->caller = caller;
 	tag_key(k, ":sum", k->sum);
 	tag_key(k, ":ledger", k->ledger);
 	tag_key(k, ":reg", k->reg);
@@ -439,11 +452,23 @@ static const char *key_id_or_dash(const struct caller *caller)
 	return caller->key_id[0] != '\0' ? caller->key_id : "-";
 }
 
+/* The slot of a call's keys (they share one hash tag): where it must run in a Cluster. */
+static unsigned call_slot(const struct script_call *call)
+{
+	return call->nkeys > 0 ? topology_key_slot(call->argv[3], call->argvlen[3]) : 0;
+}
+
+/* Runs a call on its keys' master and returns its reply (NULL: none came). */
+static redisReply *call_on_slot(struct store *store, struct script_call *call)
+{
+	return router_call(&store->router, call_slot(call), call);
+}
+
 /* Runs a call and decodes its reply. */
 static enum store_status run(struct store *store, struct script_call *call, struct store_result *res,
                              const char *op, struct reply_extra *extra)
 {
-	return finish(call_run(&store->tr, call), store, call, res, op, extra);
+	return finish(call_on_slot(store, call), store, call, res, op, extra);
 }
 
 /*
@@ -463,23 +488,52 @@ static enum store_status admit_apart(struct store *store, const struct sum_keys 
 }
 
 /*
+ * Whether this worker may answer the caller's refusal from memory
+ * (lib/ratelimit.h, the local refusal): the memory holds one budget per
+ * caller, so not with one budget per caller and sum.  A new connection may
+ * be a restarted or failed-over Redis, where every budget is free again:
+ * then everything remembered is forgotten.
+ */
+static bool refusal_remembered(struct store *store, const struct sum_keys *k, struct store_result *res,
+                               int64_t *asked_at_us)
+{
+	unsigned long reconnects = store_reconnects(store);
+
+	if (reconnects != store->memo_reconnects) {
+		store->memo_reconnects = reconnects;
+		ratelimit_forget_refusals();
+	}
+	*asked_at_us = ratelimit_clock_us();
+	return store->opt.rate_limit_requests > 0 && !(k->named && store->opt.rate_limit_per_sum) &&
+	       ratelimit_refused_here(k->caller, *asked_at_us, &res->budget);
+}
+
+/*
  * Runs a sum's script, after the limiter when it runs apart: the budget the
- * caller sees is then the limiter's (the script ran without it).
+ * caller sees is then the limiter's (the script ran without it).  A caller
+ * refused a moment ago is refused again here, without Redis.
  */
 static enum store_status run_for_sum(struct store *store, const struct sum_keys *k, struct script_call *call,
                                      struct store_result *res, const char *op, struct reply_extra *extra)
 {
 	struct ratelimit_budget budget;
 	enum store_status status;
+	int64_t asked_at_us;
 
-	if (!k->rl_apart)
-		return run(store, call, res, op, extra);
-	status = admit_apart(store, k, res);
-	if (status != STORE_OK)
-		return status;
-	budget = res->budget;
-	status = run(store, call, res, op, extra);
-	res->budget = budget;
+	if (refusal_remembered(store, k, res, &asked_at_us))
+		return STORE_RATE_LIMITED;
+	if (!k->rl_apart) {
+		status = run(store, call, res, op, extra);
+	} else {
+		status = admit_apart(store, k, res);
+		if (status == STORE_OK) {
+			budget = res->budget;
+			status = run(store, call, res, op, extra);
+			res->budget = budget;
+		}
+	}
+	if (status == STORE_RATE_LIMITED && !(k->named && store->opt.rate_limit_per_sum))
+		ratelimit_remember_refusal(k->caller, asked_at_us, &res->budget);
 	return status;
 }
 
@@ -611,7 +665,7 @@ static enum store_status register_name(struct store *store, const struct caller 
 	push(&a, max, decimal_format(max, store->opt.max_sums));
 	push(&a, ch->token, TOKEN_LEN);
 	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_run(&store->tr, &call);
+	reply = call_on_slot(store, &call);
 	if (reply == NULL)
 		return STORE_UNAVAILABLE;
 	if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "full") == 0) {
@@ -651,7 +705,7 @@ static void unregister_name(struct store *store, const struct sum_keys *k, const
 	push_str(&a, k->name);
 	push_str(&a, token);
 	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_run(&store->tr, &call);
+	reply = call_on_slot(store, &call);
 	/* Left behind, the name is only listed-but-absent (skipped) and counted until it is created again. */
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
 		transport_log_error("unregister", reply != NULL ? reply->str : "no answer");
@@ -853,7 +907,7 @@ enum store_status store_list(struct store *store, const struct caller *caller, c
 	push(&a, count_text, decimal_format(count_text, limit));
 	push_str(&a, SUMNAME_DEFAULT);
 	call_with(&call, SCRIPT_LIST, &a);
-	status = run(store, &call, res, "list", NULL);
+	status = run_for_sum(store, &k, &call, res, "list", NULL);
 	res->page = NULL;
 	if (status != STORE_OK)
 		return status;
@@ -885,5 +939,5 @@ enum store_status store_ping(struct store *store)
 		[CALL_PING_DOWN] = STORE_UNAVAILABLE, [CALL_PING_OK] = STORE_OK, [CALL_PING_FULL] = STORE_FULL,
 	};
 
-	return status[call_ping(&store->tr)];
+	return status[call_ping(router_pick(&store->router, store->default_slot))];
 }

@@ -137,6 +137,24 @@ bool topology_slot_owner(const redisReply *slots, unsigned slot, const char *ask
 	return false;
 }
 
+bool topology_slot_range(const redisReply *slots, size_t i, const char *asked_host, unsigned *first,
+                         unsigned *last, struct redis_node *master)
+{
+	const redisReply *range;
+
+	if (slots == NULL || slots->type != REDIS_REPLY_ARRAY || i >= slots->elements)
+		return false;
+	range = slots->element[i];
+	if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+	    range->element[0]->type != REDIS_REPLY_INTEGER || range->element[1]->type != REDIS_REPLY_INTEGER ||
+	    range->element[0]->integer < 0 || range->element[1]->integer >= TOPOLOGY_SLOTS ||
+	    range->element[0]->integer > range->element[1]->integer)
+		return false;
+	*first = (unsigned)range->element[0]->integer;
+	*last = (unsigned)range->element[1]->integer;
+	return slot_node(range->element[2], asked_host, master);
+}
+
 bool topology_master_addr(const redisReply *reply, struct redis_node *out)
 {
 	const redisReply *host, *port;

@@ -52,6 +52,13 @@ enum topology_error topology_classify(const char *error, struct redis_node *node
 bool topology_slot_owner(const redisReply *slots, unsigned slot, const char *asked_host,
                          struct redis_node *out);
 
+/*
+ * Range i of a CLUSTER SLOTS reply: its slots first..last and their master.
+ * False when there is no range i or it is malformed (skip it).
+ */
+bool topology_slot_range(const redisReply *slots, size_t i, const char *asked_host, unsigned *first,
+                         unsigned *last, struct redis_node *master);
+
 /* From SENTINEL get-master-addr-by-name: host and port.  False for nil or junk. */
 bool topology_master_addr(const redisReply *reply, struct redis_node *out);
 

@@ -44,8 +44,8 @@ struct transport {
 	size_t sentinel_first;          /* the sentinel that answered last is asked first */
 	unsigned slot;                  /* cluster: the slot of the {prefix} hash tag */
 
-	/* The scripts every connection loads: header (this configuration's constants) + body. */
-	char script[SCRIPT_COUNT][SCRIPT_MAX];
+	/* The scripts every connection loads: header (this configuration's constants) + body; the owner's, shared. */
+	char (*script)[SCRIPT_MAX];
 	char sha[SCRIPT_COUNT][41];     /* SCRIPT LOAD results (the same on every server) */
 };
 

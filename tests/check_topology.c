@@ -120,6 +120,32 @@ START_TEST(test_topology_finds_slot_owner)
 }
 END_TEST
 
+/* The whole map, range by range (lib/router.c fills its slot table from it). */
+START_TEST(test_topology_reads_slot_ranges)
+{
+	redisReply *reply = parse_resp(cluster_slots);
+	struct redis_node node;
+	unsigned first, last, covered = 0;
+	size_t i;
+
+	for (i = 0; topology_slot_range(reply, i, "seed", &first, &last, &node); i++)
+		covered += last - first + 1;
+	ck_assert_uint_eq(i, 3);
+	ck_assert_uint_eq(covered, TOPOLOGY_SLOTS);
+	ck_assert(topology_slot_range(reply, 2, "seed", &first, &last, &node));
+	ck_assert_uint_eq(last, 16383);
+	ck_assert_str_eq(node.host, "seed");
+	freeReplyObject(reply);
+	/* A range out of bounds or upside down is refused. */
+	reply = parse_resp("*2\r\n*3\r\n:5\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n"
+	                   "*3\r\n:9\r\n:3\r\n*2\r\n$1\r\nh\r\n:1\r\n");
+	ck_assert(!topology_slot_range(reply, 0, "seed", &first, &last, &node));
+	ck_assert(!topology_slot_range(reply, 1, "seed", &first, &last, &node));
+	freeReplyObject(reply);
+	ck_assert(!topology_slot_range(NULL, 0, "seed", &first, &last, &node));
+}
+END_TEST
+
 START_TEST(test_topology_reads_sentinel_answers)
 {
 	redisReply *reply = parse_resp("*2\r\n$9\r\n127.0.0.1\r\n$5\r\n26380\r\n");
@@ -158,6 +184,7 @@ static Suite *topology_suite(void)
 
 	tcase_add_loop_test(core, test_topology_key_slot, 0, sizeof(slots) / sizeof(slots[0]));
 	tcase_add_test(core, test_topology_finds_slot_owner);
+	tcase_add_test(core, test_topology_reads_slot_ranges);
 	tcase_add_test(core, test_topology_reads_sentinel_answers);
 	tcase_add_loop_test(errs, test_topology_classifies_error, 0, sizeof(errors) / sizeof(errors[0]));
 	suite_add_tcase(s, core);

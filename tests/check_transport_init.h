@@ -9,6 +9,8 @@
 
 #include "transport.h"
 
+static char init_scripts[SCRIPT_COUNT][SCRIPT_MAX];
+
 static void init(struct transport *tr, int port)
 {
 	struct script_settings settings = { .rate_limit_requests = 0, .rate_limit_window_seconds = 60,
@@ -22,6 +24,7 @@ static void init(struct transport *tr, int port)
 	tr->connect_timeout_ms = 500;
 	tr->command_timeout_ms = 1000;
 	tr->jitter_state = 12345;
+	tr->script = init_scripts;
 	for (int i = 0; i < SCRIPT_COUNT; i++)
 		ck_assert(scripts_format((enum script_id)i, &settings, tr->script[i], sizeof(tr->script[i])));
 }

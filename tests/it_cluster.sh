@@ -15,47 +15,20 @@ use_load_tool
 KEY=cluster-key-$RANDOM
 PW=cluster-pw-$RANDOM
 
-# A cluster node also listens on its port + 10000 (the cluster bus): both
-# must be free, so a node that could not bind is started again on new ports.
-port_is_free() { ! ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null | grep -q .; }
-start_node() { # N: prints the port it listens on
-  local n=$1 dir=$TMP/redis-$1 port attempt
-  mkdir -p "$dir"
-  cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
-  for attempt in 1 2 3 4 5; do
-    # The cluster bus gets a claimed port of its own (not port + 10000, which
-    # nobody claimed and may lie in the ephemeral range).
-    port=$(free_port); bus=$(free_port)
-    rm -f "$dir/redis.pid"     # never a pid file of an earlier server taken for this one's
-    redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
-      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
-      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
-      --requirepass "$PW" --masterauth "$PW" >/dev/null || continue
-    # The pid first: a server that never answers is still stopped by cleanup.
-    wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
-    if wait_until 5 redis_ping "$port"; then
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "redis $n did not start; $(tail -n 2 "$dir/redis.log" 2>/dev/null)" >&2
-  return 1
-}
 PORTS=()
 for n in 1 2 3; do
-  port=$(start_node "$n") || exit 1
+  port=$(start_cluster_node "$n") || exit 1
   PORTS+=("$port")
 done
-rcli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
 redis-cli --no-auth-warning -a "$PW" --cluster create $(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s ' "$p"; done) \
   --cluster-yes >"$TMP/create.out" 2>&1
 check "redis-cli --cluster create" 0 "$?"
-cluster_ok() { for p in "${PORTS[@]}"; do rcli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
+cluster_ok() { for p in "${PORTS[@]}"; do ccli "$p" cluster info | grep -q 'cluster_state:ok' || return 1; done; }
 check_true "the cluster is up" wait_until 20 cluster_ok
 
-SLOT=$(rcli "${PORTS[0]}" cluster keyslot '{abacus}:sum')
+SLOT=$(ccli "${PORTS[0]}" cluster keyslot '{abacus}:sum')
 node_of_slot() { # prints the port of the master serving $SLOT, as node 1 sees it
-  rcli "${PORTS[0]}" cluster slots | python3 -c '
+  ccli "${PORTS[0]}" cluster slots | python3 -c '
 import sys
 lines = [l.strip() for l in sys.stdin]
 slot = int(sys.argv[1])
@@ -76,7 +49,7 @@ for p in "${PORTS[@]}"; do [ "$p" != "$OWNER" ] && SEED=$p && break; done
 sums_agree() {
   local api node
   api=$(sum_at "$2" "$KEY")
-  node=$(rcli "$3" get '{abacus}:sum')
+  node=$(ccli "$3" get '{abacus}:sum')
   check_match "$1: both are integers (API [$api], node [$node])" '^-?[0-9]+ -?[0-9]+$' "$api $node"
   check "$1" "$api" "$node"
 }
@@ -89,8 +62,8 @@ req GET "$A/readyz"
 check "cluster mode: /readyz 200" 200 "$STATUS"
 post "$P1" "$KEY" c-1 40
 check "cluster mode: POST 200" 200 "$STATUS"
-check "the sum is on the master of the slot" 40 "$(rcli "$OWNER" get '{abacus}:sum')"
-check_match "the seed node does not hold it" '^MOVED' "$(rcli "$SEED" get '{abacus}:sum')"
+check "the sum is on the master of the slot" 40 "$(ccli "$OWNER" get '{abacus}:sum')"
+check_match "the seed node does not hold it" '^MOVED' "$(ccli "$SEED" get '{abacus}:sum')"
 
 # ---- exactness against the cluster ----
 "$LOAD" --target1 "$A" --target2 "$B" --requests 3000 --concurrency 16 --idempotency --api-key "$KEY" \
@@ -102,34 +75,34 @@ sums_agree "the API and the slot's master agree" "$P1" "$OWNER"
 # ---- the slot migrates to another master during load ----
 TARGET=""
 for p in "${PORTS[@]}"; do [ "$p" != "$OWNER" ] && [ "$p" != "$SEED" ] && TARGET=$p; done
-SRC_ID=$(rcli "$OWNER" cluster myid)
-DST_ID=$(rcli "$TARGET" cluster myid)
-keys_before=$(rcli "$OWNER" cluster countkeysinslot "$SLOT")
+SRC_ID=$(ccli "$OWNER" cluster myid)
+DST_ID=$(ccli "$TARGET" cluster myid)
+keys_before=$(ccli "$OWNER" cluster countkeysinslot "$SLOT")
 "$LOAD" --target1 "$A" --target2 "$B" --requests 6000 --rate 600 --concurrency 12 --idempotency \
   --api-key "$KEY" --delta-range=-1000:1000 --verify --timeout 5 --max-retries 100 \
   --out-csv "$TMP/reshard.csv" >"$TMP/reshard.out" 2>&1 &
 LOAD_PID=$!
 sleep 2
-rcli "$TARGET" cluster setslot "$SLOT" importing "$SRC_ID" >/dev/null
-rcli "$OWNER" cluster setslot "$SLOT" migrating "$DST_ID" >/dev/null
+ccli "$TARGET" cluster setslot "$SLOT" importing "$SRC_ID" >/dev/null
+ccli "$OWNER" cluster setslot "$SLOT" migrating "$DST_ID" >/dev/null
 batches=0
 for i in $(seq 1 2000); do
-  keys=$(rcli "$OWNER" cluster getkeysinslot "$SLOT" 50)
+  keys=$(ccli "$OWNER" cluster getkeysinslot "$SLOT" 50)
   [ -z "$keys" ] && break
   # shellcheck disable=SC2086
-  rcli "$OWNER" migrate 127.0.0.1 "$TARGET" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
+  ccli "$OWNER" migrate 127.0.0.1 "$TARGET" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
   batches=$((batches + 1))
   sleep 0.02    # a slow migration: requests meet ASK and TRYAGAIN on the way
 done
 # The new owner first, then the old one, then the rest (the order Redis documents).
-for p in "$TARGET" "$OWNER" "$SEED"; do rcli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
+for p in "$TARGET" "$OWNER" "$SEED"; do ccli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
 echo "measured: migrated slot $SLOT ($keys_before keys before the load) in $batches batches"
 wait "$LOAD_PID"
 check "slot migrated during load: the load finished" 0 "$?"
 check_match "slot migrated during load: every request succeeded" 'succeeded: 6000  failed: 0' "$(cat "$TMP/reshard.out")"
 check_match "slot migrated during load: the sum is exact" 'verify: ok' "$(cat "$TMP/reshard.out")"
 check "the slot is served by the new master" "$TARGET" "$(node_of_slot)"
-check "the old master has no key of the slot left" 0 "$(rcli "$OWNER" cluster countkeysinslot "$SLOT")"
+check "the old master has no key of the slot left" 0 "$(ccli "$OWNER" cluster countkeysinslot "$SLOT")"
 sums_agree "the API and the new master agree" "$P2" "$TARGET"
 redirects=$(( $(curl -s "$A/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') +
               $(curl -s "$B/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') ))
@@ -151,24 +124,24 @@ echo "measured: redirects followed: $redirects; retries during the migration: $(
 sum_before=$(sum_at "$P1" "$KEY")
 redirects_of() { curl -s "$1/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}'; }
 redirects_before=$(redirects_of "$A")
-rcli "$OWNER" cluster setslot "$SLOT" importing "$DST_ID" >/dev/null
-rcli "$TARGET" cluster setslot "$SLOT" migrating "$SRC_ID" >/dev/null
-moving=$(rcli "$TARGET" --scan --pattern '{abacus}:rl:*' | head -n 20 | tr '\n' ' ')
+ccli "$OWNER" cluster setslot "$SLOT" importing "$DST_ID" >/dev/null
+ccli "$TARGET" cluster setslot "$SLOT" migrating "$SRC_ID" >/dev/null
+moving=$(ccli "$TARGET" --scan --pattern '{abacus}:rl:*' | head -n 20 | tr '\n' ' ')
 # shellcheck disable=SC2086
-rcli "$TARGET" migrate 127.0.0.1 "$OWNER" "" 0 5000 AUTH "$PW" KEYS '{abacus}:sum' $moving >/dev/null
+ccli "$TARGET" migrate 127.0.0.1 "$OWNER" "" 0 5000 AUTH "$PW" KEYS '{abacus}:sum' $moving >/dev/null
 check_match "ASK: the migrating node sends readers of the sum on" '^ASK [0-9]+ 127\.0\.0\.1:'"$OWNER" \
-  "$(rcli "$TARGET" get '{abacus}:sum')"
+  "$(ccli "$TARGET" get '{abacus}:sum')"
 req GET "$A/abacus/sum" -H "X-API-Key: $KEY"
 check "ASK: GET /abacus/sum 200 while the slot migrates" 200 "$STATUS"
 check "ASK: the sum read from the importing node" "$sum_before" "$(json current_sum)"
 check_true "ASK: abacus_redis_redirects_total counted it" test "$(redirects_of "$A")" -gt "$redirects_before"
 for i in $(seq 1 500); do
-  keys=$(rcli "$TARGET" cluster getkeysinslot "$SLOT" 500)
+  keys=$(ccli "$TARGET" cluster getkeysinslot "$SLOT" 500)
   [ -z "$keys" ] && break
   # shellcheck disable=SC2086
-  rcli "$TARGET" migrate 127.0.0.1 "$OWNER" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
+  ccli "$TARGET" migrate 127.0.0.1 "$OWNER" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
 done
-for p in "$OWNER" "$TARGET" "$SEED"; do rcli "$p" cluster setslot "$SLOT" node "$SRC_ID" >/dev/null; done
+for p in "$OWNER" "$TARGET" "$SEED"; do ccli "$p" cluster setslot "$SLOT" node "$SRC_ID" >/dev/null; done
 check "the slot is back on the first master" "$OWNER" "$(node_of_slot)"
 post "$P2" "$KEY" after-move-back 2
 check "after the move back: POST 200" 200 "$STATUS"

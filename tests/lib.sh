@@ -200,6 +200,34 @@ start_redis() {
   echo "$port $(cat "$dir/redis.pid")"
 }
 
+# ---- Redis Cluster nodes (it_cluster, it_cluster_sums) ----
+# A cluster node also listens on its port + 10000 (the cluster bus): both
+# must be free, so a node that could not bind is started again on new ports.
+start_cluster_node() { # N: a cluster node (password $PW); prints the port it listens on
+  local n=$1 dir=$TMP/redis-$1 port attempt
+  mkdir -p "$dir"
+  cp "$ROOT/conf/redis.conf" "$dir/redis.conf"
+  for attempt in 1 2 3 4 5; do
+    # The cluster bus gets a claimed port of its own (not port + 10000, which
+    # nobody claimed and may lie in the ephemeral range).
+    port=$(free_port); bus=$(free_port)
+    rm -f "$dir/redis.pid"     # never a pid file of an earlier server taken for this one's
+    redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
+      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
+      --requirepass "$PW" --masterauth "$PW" >/dev/null || continue
+    # The pid first: a server that never answers is still stopped by cleanup.
+    wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
+    if wait_until 5 redis_ping "$port"; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "redis $n did not start; $(tail -n 2 "$dir/redis.log" 2>/dev/null)" >&2
+  return 1
+}
+ccli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
+
 redis_ping() { redis-cli -p "$1" ping 2>/dev/null | grep -qE 'PONG|NOAUTH'; }
 
 # stack_env DIR CMD...: runs CMD with the environment saved for the stack in DIR.
