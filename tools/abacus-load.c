@@ -261,9 +261,10 @@ static bool parse_args(int argc, char **argv)
 			break;
 		}
 		case 'S':
-			errno = 0;
+			/* Digits only: no sign, space or leading zero (STYLE.md, "Integers"). */
 			opt.sums = strtol(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end || opt.sums < 0 || opt.sums > MAX_SUMS) {
+			if (optarg[0] == '\0' || strspn(optarg, "0123456789") != strlen(optarg) ||
+			    (optarg[0] == '0' && optarg[1] != '\0') || strlen(optarg) > 6 || opt.sums > MAX_SUMS) {
 				fprintf(stderr, "abacus-load: --sums wants a whole number from 0 to %d, not '%s'\n",
 				        MAX_SUMS, optarg);
 				return false;
