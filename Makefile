@@ -21,7 +21,8 @@ UNITS    := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 
 REL      := build/release
 TST      := build/test
-LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua lib/lua/ledger.lua
+LUA      := lib/lua/get.lua lib/lua/add.lua lib/lua/set.lua lib/lua/ledger.lua lib/lua/list.lua \
+            lib/lua/peek.lua lib/lua/registry.lua lib/lua/admit.lua
 
 .PHONY: all test test-containers unit integration run deps test-deps lint clean bench bench-sweep bench-plot fuzz
 .SECONDARY:

@@ -16,6 +16,10 @@ static const enum metrics_redis_op script_ops[SCRIPT_COUNT] = {
 	[SCRIPT_ADD] = METRICS_OP_ADD,
 	[SCRIPT_SET] = METRICS_OP_SET,
 	[SCRIPT_LEDGER] = METRICS_OP_LEDGER,
+	[SCRIPT_LIST] = METRICS_OP_LIST,
+	[SCRIPT_PEEK] = METRICS_OP_PEEK,
+	[SCRIPT_REGISTRY] = METRICS_OP_REGISTER,
+	[SCRIPT_ADMIT] = METRICS_OP_ADMIT,
 };
 
 /* Connects to the server found (TCP) or the socket, within deadline. */
@@ -381,7 +385,7 @@ static redisReply *act(struct transport *tr, struct script_call *call, struct at
 
 redisReply *call_run(struct transport *tr, struct script_call *call)
 {
-	static const char *const digits[] = { "0", "1", "2", "3", "4" };
+	static const char *const digits[] = { "0", "1", "2", "3", "4", "5" };
 	struct attempts a = { .deadline = transport_now_ms() + (uint64_t)tr->connect_timeout_ms +
 	                                  (uint64_t)tr->command_timeout_ms };
 

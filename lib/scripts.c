@@ -23,7 +23,7 @@ struct lua_origin {
 #define OP_TTL_MARGIN_S 60
 
 /*
- * The reads (GET, the ledger) are `allow-oom`: a full Redis (noeviction) still answers reads,
+ * The reads (GET, the ledger, the listing) are `allow-oom`: a full Redis (noeviction) still answers reads,
  * and lets a read record its one small limiter entry (at most the limit per
  * caller, gone a window later); additions and sets are refused before they run.
  */
@@ -41,6 +41,16 @@ static const struct {
 	                 sizeof(lua_origins_set) / sizeof(lua_origins_set[0]) },
 	[SCRIPT_LEDGER] = { " flags=allow-oom", lua_script_ledger, lua_origins_ledger,
 	                    sizeof(lua_origins_ledger) / sizeof(lua_origins_ledger[0]) },
+	[SCRIPT_LIST] = { " flags=allow-oom", lua_script_list, lua_origins_list,
+	                  sizeof(lua_origins_list) / sizeof(lua_origins_list[0]) },
+	[SCRIPT_PEEK] = { " flags=allow-oom", lua_script_peek, lua_origins_peek,
+	                  sizeof(lua_origins_peek) / sizeof(lua_origins_peek[0]) },
+	/* A new name is refused when Redis is full, as the change that follows would be. */
+	[SCRIPT_REGISTRY] = { "", lua_script_registry, lua_origins_registry,
+	                      sizeof(lua_origins_registry) / sizeof(lua_origins_registry[0]) },
+	/* Only the limiter's entry, as a read's: the change after it is refused when Redis is full. */
+	[SCRIPT_ADMIT] = { " flags=allow-oom", lua_script_admit, lua_origins_admit,
+	                   sizeof(lua_origins_admit) / sizeof(lua_origins_admit[0]) },
 };
 
 bool scripts_format(enum script_id id, const struct script_settings *settings, char *out, size_t cap)

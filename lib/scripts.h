@@ -12,7 +12,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum script_id { SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_LEDGER, SCRIPT_COUNT };
+enum script_id {
+	SCRIPT_GET, SCRIPT_ADD, SCRIPT_SET, SCRIPT_LEDGER,
+	SCRIPT_LIST, SCRIPT_PEEK, SCRIPT_REGISTRY, SCRIPT_ADMIT,     /* named sums */
+	SCRIPT_COUNT
+};
 
 /* The settings that become the header's constants. */
 struct script_settings {

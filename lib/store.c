@@ -23,7 +23,6 @@ struct store {
 	struct store_options opt;
 	char prefix[CONFIG_PREFIX_MAX + 1];
 	char sum_key[KEY_MAX];          /* {prefix}:sum */
-	char ledger_key[KEY_MAX];       /* {prefix}:ledger */
 	/* Attempt tokens (see lib/store.h, resends): a random start, then one per change. */
 	uint64_t token_next;
 	struct transport tr;            /* the connection, and the scripts it loads */
@@ -83,7 +82,6 @@ struct store *store_new(const struct store_options *opt)
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
 	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
-	snprintf(store->ledger_key, sizeof(store->ledger_key), "{%s}:ledger", store->prefix);
 	store->tr.slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ transport_now_us();
@@ -186,25 +184,38 @@ static bool copy_page(const char *text, size_t len, struct store_text *page)
 	return true;
 }
 
+/* What a reply may say besides a store_status (named sums: lib/lua/add.lua, set.lua). */
+struct reply_extra {
+	bool unregistered;              /* a named sum to create, whose name is not registered yet */
+	char token[TOKEN_LEN + 2];      /* "deleted": the registration token the sum kept ('-': none) */
+};
+
 /*
  * Decodes a script's reply into res.  The reply is one string, words
  * separated by a space (a Lua table costs Redis 2,800 instructions more to
  * convert, and hiredis six allocations instead of one):
  *   ok <remaining> <sum>         replay <remaining> <sum at the first time>
  *   conflict <remaining>         overflow <remaining>        notint <remaining>
+ *   missing <remaining>          unregistered <remaining>    deleted <remaining> <token>
  *   limited <reset_us> <retry_us>
  * remaining is -1 with the limiter off (and for a recognised resend).  The
- * ledger's reply is "ok <remaining> <json page>": the page is copied out.
+ * ledger's and the listing's reply is "ok <remaining> <text>": the text is
+ * copied out to res->page.
  */
 static enum store_status decode_reply(const redisReply *reply, const struct store *store,
-                                      struct store_result *res, enum script_id id, const char *op)
+                                      struct store_result *res, enum script_id id, const char *op,
+                                      struct reply_extra *extra)
 {
-	static const struct { const char *name; enum store_status status; } table[] = {
-		{ "ok", STORE_OK }, { "replay", STORE_REPLAYED }, { "conflict", STORE_KEY_CONFLICT },
-		{ "overflow", STORE_OVERFLOW }, { "notint", STORE_NOT_INTEGER },
-		{ "limited", STORE_RATE_LIMITED },
+	enum word { REPLY_OK, REPLY_REPLAY, REPLY_CONFLICT, REPLY_OVERFLOW, REPLY_NOTINT, REPLY_LIMITED, REPLY_MISSING, REPLY_UNREGISTERED,
+	            REPLY_DELETED, REPLY_NONE };
+	static const struct { const char *name; enum store_status status; } table[REPLY_NONE] = {
+		[REPLY_OK] = { "ok", STORE_OK }, [REPLY_REPLAY] = { "replay", STORE_REPLAYED },
+		[REPLY_CONFLICT] = { "conflict", STORE_KEY_CONFLICT }, [REPLY_OVERFLOW] = { "overflow", STORE_OVERFLOW },
+		[REPLY_NOTINT] = { "notint", STORE_NOT_INTEGER }, [REPLY_LIMITED] = { "limited", STORE_RATE_LIMITED },
+		[REPLY_MISSING] = { "missing", STORE_NOT_FOUND }, [REPLY_UNREGISTERED] = { "unregistered", STORE_NOT_FOUND },
+		[REPLY_DELETED] = { "deleted", STORE_OK },
 	};
-	enum store_status status = STORE_UNAVAILABLE;
+	enum word w = REPLY_NONE;
 	const char *at, *end, *word;
 	int64_t a, b;
 	size_t len;
@@ -221,35 +232,46 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 	at = reply->str;
 	end = reply->str + reply->len;
 	word = next_word(&at, end, &len);
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+	for (int i = 0; i < REPLY_NONE; i++)
 		if (strlen(table[i].name) == len && memcmp(word, table[i].name, len) == 0)
-			status = table[i].status;
-	if (status == STORE_UNAVAILABLE) {
+			w = (enum word)i;
+	if (w == REPLY_NONE) {
 		transport_log_error(op, "unexpected reply");
 		return STORE_UNAVAILABLE;
 	}
 
-	if (status == STORE_RATE_LIMITED) {
+	if (w == REPLY_LIMITED) {
 		if (!next_int(&at, end, &a) || !next_int(&at, end, &b) || !ratelimit_refusal(a, b, &res->budget)) {
 			transport_log_error(op, "unexpected reply");
 			return STORE_UNAVAILABLE;
 		}
-		return status;
+		return STORE_RATE_LIMITED;
 	}
 	if (!next_int(&at, end, &a) ||
 	    !ratelimit_admitted(a, store->opt.rate_limit_window_seconds, &res->budget)) {
 		transport_log_error(op, "unexpected reply");
 		return STORE_UNAVAILABLE;
 	}
-	/* The ledger's page is the rest of the reply, handed over as it is. */
-	if (id == SCRIPT_LEDGER && status == STORE_OK)
+	if (w == REPLY_UNREGISTERED && extra != NULL)
+		extra->unregistered = true;
+	if (w == REPLY_DELETED) {
+		word = next_word(&at, end, &len);
+		if (extra == NULL || len == 0 || len >= sizeof(extra->token)) {
+			transport_log_error(op, "unexpected reply");
+			return STORE_UNAVAILABLE;
+		}
+		memcpy(extra->token, word, len);
+		extra->token[len] = '\0';
+		return STORE_OK;
+	}
+	/* The ledger's page, the listing's names: the rest of the reply, handed over as it is. */
+	if ((id == SCRIPT_LEDGER || id == SCRIPT_LIST) && w == REPLY_OK)
 		return copy_page(at, (size_t)(end - at), res->page) ? STORE_OK : STORE_UNAVAILABLE;
 	/* The sum is the rest of the reply: a corrupt one, even with spaces, is not an integer. */
-	if ((status == STORE_OK || status == STORE_REPLAYED) &&
-	    !store_parse_int64(at, (size_t)(end - at), &res->sum))
-		status = STORE_NOT_INTEGER;
-	res->replayed = status == STORE_REPLAYED;
-	return status;
+	if ((w == REPLY_OK || w == REPLY_REPLAY) && !store_parse_int64(at, (size_t)(end - at), &res->sum))
+		return STORE_NOT_INTEGER;
+	res->replayed = w == REPLY_REPLAY;
+	return table[w].status;
 }
 
 /*
@@ -259,13 +281,13 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
  */
 static enum store_status finish(redisReply *reply, const struct store *store,
                                 const struct script_call *call, struct store_result *res,
-                                const char *op)
+                                const char *op, struct reply_extra *extra)
 {
 	enum store_status status;
 
 	if (reply == NULL)
 		return call->changes && call->maybe_applied ? STORE_OUTCOME_UNKNOWN : STORE_UNAVAILABLE;
-	status = decode_reply(reply, store, res, call->id, op);
+	status = decode_reply(reply, store, res, call->id, op, extra);
 	freeReplyObject(reply);
 	/*
 	 * The resend's script ran and found no token: the first attempt did not
@@ -290,24 +312,125 @@ static enum store_status finish(redisReply *reply, const struct store *store,
 	return status;
 }
 
-/* Writes "{prefix}" (the hash tag every key shares) at out; returns the end. */
-static char *put_hash_tag(const struct store *store, char *out)
+/* ---- keys ---- */
+
+/*
+ * The keys of one sum.  The default sum's hash tag is {prefix}, as it always
+ * was; a named sum's is {prefix/name} ('/' is in neither a prefix nor a
+ * name, so no name's keys can be another deployment's).
+ */
+struct sum_keys {
+	bool named;
+	char tag[CONFIG_PREFIX_MAX + SUMNAME_MAX + 4];
+	size_t tag_len;
+	char sum[KEY_MAX];              /* <tag>:sum */
+	char ledger[KEY_MAX];           /* <tag>:ledger */
+	char reg[KEY_MAX];              /* <tag>:reg: the registration's token (named sums) */
+	char rl[KEY_MAX];               /* the limiter's key for this caller and sum */
+	size_t rl_len;
+	bool rl_apart;                  /* the limiter lives in another slot: run it first, alone */
+	char name[SUMNAME_MAX + 1];     /* "default" for the default sum */
+};
+
+/* "<tag>:<suffix>" into out (KEY_MAX bytes); returns its length. */
+static size_t tag_key(const struct sum_keys *k, const char *suffix, char *out)
 {
-	*out++ = '{';
-	out = stpcpy(out, store->prefix);
-	*out++ = '}';
-	return out;
+	char *at = out;
+
+	memcpy(at, k->tag, k->tag_len);
+	at = stpcpy(at + k->tag_len, suffix);
+	return (size_t)(at - out);
 }
 
-static void put_arg(struct script_call *call, int i, const char *text, size_t len)
+/* The caller's limiter key: "{prefix}:rl:<id>", or under the sum's tag with one budget per sum. */
+static void limiter_key(const struct store *store, struct sum_keys *k, const struct caller *caller)
 {
-	call->argv[i] = text;
-	call->argvlen[i] = len;
+	char *at = k->rl;
+
+	if (k->named && store->opt.rate_limit_per_sum) {
+		at += tag_key(k, ":rl:", at);
+	} else {
+		*at++ = '{';
+		at = stpcpy(at, store->prefix);
+		at = stpcpy(at, "}:rl:");
+	}
+	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
+	k->rl_len = (size_t)(at - k->rl);
+	/* In a Cluster a script may touch one slot only: the caller's budget is elsewhere. */
+	k->rl_apart = k->named && !store->opt.rate_limit_per_sum &&
+	              store->opt.target.mode == REDIS_MODE_CLUSTER && store->opt.rate_limit_requests > 0;
 }
 
-static void put_str(struct script_call *call, int i, const char *text)
+static void sum_keys(const struct store *store, const char *name, const struct caller *caller,
+                     struct sum_keys *k)
 {
-	put_arg(call, i, text, strlen(text));
+	size_t len = name != NULL ? strnlen(name, SUMNAME_MAX + 1) : 0;
+	int n;
+
+	k->named = name != NULL && !sumname_is_default(name, len) && sumname_valid(name, len);
+	n = k->named ? snprintf(k->tag, sizeof(k->tag), "{%s/%s}", store->prefix, name)
+	             : snprintf(k->tag, sizeof(k->tag), "{%s}", store->prefix);
+	k->tag_len = n > 0 ? (size_t)n : 0;
+	snprintf(k->name, sizeof(k->name), "%s", k->named ? name : SUMNAME_DEFAULT);
+	tag_key(k, ":sum", k->sum);
+	tag_key(k, ":ledger", k->ledger);
+	tag_key(k, ":reg", k->reg);
+	limiter_key(store, k, caller);
+}
+
+/* ---- a script's arguments ---- */
+
+#define ARGS_MAX 16
+
+/* EVALSHA's arguments: slots 0-2 are call_run's (EVALSHA, sha, numkeys), then KEYS, then ARGV. */
+struct args {
+	const char *v[ARGS_MAX];
+	size_t len[ARGS_MAX];
+	int n;
+	int nkeys;
+};
+
+static void args_start(struct args *a)
+{
+	a->n = 3;
+	a->nkeys = 0;
+}
+
+/* Appends one argument; returns its index. */
+static int push(struct args *a, const char *text, size_t len)
+{
+	a->v[a->n] = text;
+	a->len[a->n] = len;
+	return a->n++;
+}
+
+static int push_str(struct args *a, const char *text)
+{
+	return push(a, text, strlen(text));
+}
+
+/* Appends a key; keys come before every ARGV. */
+static void push_key(struct args *a, const char *key, size_t len)
+{
+	push(a, key, len);
+	a->nkeys++;
+}
+
+/* The sum's script's last key: the limiter's, unless it runs apart (then the script runs without it). */
+static void push_limiter_key(struct args *a, const struct sum_keys *k)
+{
+	if (!k->rl_apart)
+		push_key(a, k->rl, k->rl_len);
+}
+
+static void call_with(struct script_call *call, enum script_id id, struct args *a)
+{
+	memset(call, 0, sizeof(*call));
+	call->id = id;
+	call->argc = a->n;
+	call->nkeys = a->nkeys;
+	call->argv = a->v;
+	call->argvlen = a->len;
 }
 
 /* The caller's API key id, "-" with auth off (in idempotency key names and ledger entries). */
@@ -316,31 +439,116 @@ static const char *key_id_or_dash(const struct caller *caller)
 	return caller->key_id[0] != '\0' ? caller->key_id : "-";
 }
 
-enum store_status store_get(struct store *store, const struct caller *caller,
-                            struct store_result *res)
+/* Runs a call and decodes its reply. */
+static enum store_status run(struct store *store, struct script_call *call, struct store_result *res,
+                             const char *op, struct reply_extra *extra)
 {
-	char rl[RATELIMIT_KEY_MAX];
-	const char *argv[5];
-	size_t argvlen[5];
-	struct script_call call = { .id = SCRIPT_GET, .argc = 5, .nkeys = 2, .argv = argv,
-	                            .argvlen = argvlen };
-
-	memset(res, 0, sizeof(*res));
-	put_str(&call, 3, store->sum_key);
-	put_arg(&call, 4, rl, ratelimit_key(store->prefix, caller, rl));
-	return finish(call_run(&store->tr, &call), store, &call, res, "get");
+	return finish(call_run(&store->tr, call), store, call, res, op, extra);
 }
 
-/* "{prefix}:idem:<key id, or - with auth off>:<key>"; every part is bounded, so it fits. */
-static size_t idem_key_name(const struct store *store, const struct caller *caller,
+/*
+ * The limiter alone, on the caller's slot (a named sum in a Cluster with one
+ * budget per caller: docs/OPERATIONS.md).  STORE_OK: admitted, res->budget
+ * says what is left; STORE_RATE_LIMITED, or a failure.
+ */
+static enum store_status admit_apart(struct store *store, const struct sum_keys *k, struct store_result *res)
+{
+	struct script_call call;
+	struct args a;
+
+	args_start(&a);
+	push_key(&a, k->rl, k->rl_len);
+	call_with(&call, SCRIPT_ADMIT, &a);
+	return run(store, &call, res, "admit", NULL);
+}
+
+/*
+ * Runs a sum's script, after the limiter when it runs apart: the budget the
+ * caller sees is then the limiter's (the script ran without it).
+ */
+static enum store_status run_for_sum(struct store *store, const struct sum_keys *k, struct script_call *call,
+                                     struct store_result *res, const char *op, struct reply_extra *extra)
+{
+	struct ratelimit_budget budget;
+	enum store_status status;
+
+	if (!k->rl_apart)
+		return run(store, call, res, op, extra);
+	status = admit_apart(store, k, res);
+	if (status != STORE_OK)
+		return status;
+	budget = res->budget;
+	status = run(store, call, res, op, extra);
+	res->budget = budget;
+	return status;
+}
+
+/* ---- reading ---- */
+
+enum store_status store_sum_get(struct store *store, const char *name, const struct caller *caller,
+                                struct store_result *res)
+{
+	struct sum_keys k;
+	struct script_call call;
+	struct args a;
+
+	memset(res, 0, sizeof(*res));
+	sum_keys(store, name, caller, &k);
+	/* KEYS: sum, [rl].  ARGV: named (lib/lua/get.lua). */
+	args_start(&a);
+	push_key(&a, k.sum, strlen(k.sum));
+	push_limiter_key(&a, &k);
+	push(&a, k.named ? "1" : "0", 1);
+	call_with(&call, SCRIPT_GET, &a);
+	return run_for_sum(store, &k, &call, res, "get", NULL);
+}
+
+enum store_status store_get(struct store *store, const struct caller *caller, struct store_result *res)
+{
+	return store_sum_get(store, NULL, caller, res);
+}
+
+enum store_status store_sum_ledger(struct store *store, const char *name, const struct caller *caller,
+                                   const char *after, long limit, struct store_result *res,
+                                   struct store_text *page)
+{
+	char count[DECIMAL_MAX];
+	struct sum_keys k;
+	struct script_call call;
+	struct args a;
+
+	memset(res, 0, sizeof(*res));
+	res->page = page;
+	sum_keys(store, name, caller, &k);
+	/* KEYS: ledger, sum, [rl].  ARGV: after ('-': from the oldest), count, named (lib/lua/ledger.lua). */
+	args_start(&a);
+	push_key(&a, k.ledger, strlen(k.ledger));
+	push_key(&a, k.sum, strlen(k.sum));
+	push_limiter_key(&a, &k);
+	push_str(&a, after[0] != '\0' ? after : "-");
+	push(&a, count, decimal_format(count, limit));
+	push(&a, k.named ? "1" : "0", 1);
+	call_with(&call, SCRIPT_LEDGER, &a);
+	return run_for_sum(store, &k, &call, res, "ledger", NULL);
+}
+
+enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,
+                               long limit, struct store_result *res, struct store_text *page)
+{
+	return store_sum_ledger(store, NULL, caller, after, limit, res, page);
+}
+
+/* ---- changes ---- */
+
+/* "<tag>:idem:<key id, or - with auth off>:<key>"; every part is bounded, so it fits. */
+static size_t idem_key_name(const struct sum_keys *k, const struct caller *caller,
                             const struct idem_key *key, char *out)
 {
 	char *at = out;
 
-	_Static_assert(CONFIG_PREFIX_MAX + sizeof(caller->key_id) + IDEM_KEY_MAX + 16 <= KEY_MAX,
+	_Static_assert(sizeof(k->tag) + sizeof(caller->key_id) + IDEM_KEY_MAX + 16 <= KEY_MAX,
 	               "idempotency key name fits");
-	at = put_hash_tag(store, at);
-	at = stpcpy(at, ":idem:");
+	at += tag_key(k, ":idem:", at);
 	at = stpcpy(at, key_id_or_dash(caller));
 	*at++ = ':';
 	if (key->len > 0) {
@@ -367,109 +575,308 @@ static size_t next_token(struct store *store, char out[TOKEN_LEN + 1])
 	return TOKEN_LEN;
 }
 
-/* "{prefix}:op:<token>": where a change without an Idempotency-Key leaves its token. */
-static size_t op_key(const struct store *store, const char *token, char *out)
-{
-	char *at = put_hash_tag(store, out);
-
-	at = stpcpy(at, ":op:");
-	at = stpcpy(at, token);
-	return (size_t)(at - out);
-}
-
-/* One change's arguments (14 at most: add's). */
+/* One change's arguments and the text they point into. */
 struct change {
-	const char *argv[14];
-	size_t argvlen[14];
-	char rl[RATELIMIT_KEY_MAX];
+	struct sum_keys k;
+	struct args a;
 	char record[KEY_MAX];           /* the idempotency record, or the op key */
 	char number[DECIMAL_MAX];
 	char token[TOKEN_LEN + 1];
 	char resend[2];                 /* "0"; call_run makes it "1" on a resend */
+	char registration[TOKEN_LEN + 2]; /* '' (default sum), '-' (not registered yet) or the token */
+	int registration_at;            /* its argument's index */
 };
 
 /*
- * The call of a change: KEYS sum, (record: the caller's), rl, ledger; ARGV
- * from 7: (the number: the caller's), then a fresh attempt token and the
- * resend flag at token_at, token_at + 1.
+ * A named sum's name, registered (lib/lua/registry.lua) with the change's
+ * token: the registration's token into ch->registration, or STORE_TOO_MANY_SUMS.
  */
-static void start_change(struct store *store, const struct caller *caller, struct change *ch,
-                         struct script_call *call, enum script_id id, int argc, int token_at)
+static enum store_status register_name(struct store *store, const struct caller *caller, struct change *ch,
+                                       struct store_result *res)
 {
-	memset(call, 0, sizeof(*call));
-	call->id = id;
-	call->argc = argc;
-	call->nkeys = 4;
-	/* cppcheck-suppress ctuuninitvar ; the arrays' addresses, filled below and by the caller */
-	call->argv = ch->argv;
-	call->argvlen = ch->argvlen;
-	call->changes = true;
-	call->wait = store->opt.min_replicas > 0;
-	put_str(call, 3, store->sum_key);
-	put_arg(call, 5, ch->rl, ratelimit_key(store->prefix, caller, ch->rl));
-	put_str(call, 6, store->ledger_key);
-	put_arg(call, token_at, ch->token, next_token(store, ch->token));
-	strcpy(ch->resend, "0");
-	call->resend_arg = token_at + 1;
-	put_arg(call, call->resend_arg, ch->resend, 1);
+	char names[KEY_MAX], tokens[KEY_MAX], max[DECIMAL_MAX];
+	struct script_call call;
+	redisReply *reply;
+	struct args a;
+	enum store_status status = STORE_UNAVAILABLE;
+
+	(void)caller;
+	snprintf(names, sizeof(names), "{%s}:sums", store->prefix);
+	snprintf(tokens, sizeof(tokens), "{%s}:sums:tokens", store->prefix);
+	args_start(&a);
+	push_key(&a, names, strlen(names));
+	push_key(&a, tokens, strlen(tokens));
+	push_str(&a, "add");
+	push_str(&a, ch->k.name);
+	push(&a, max, decimal_format(max, store->opt.max_sums));
+	push(&a, ch->token, TOKEN_LEN);
+	call_with(&call, SCRIPT_REGISTRY, &a);
+	reply = call_run(&store->tr, &call);
+	if (reply == NULL)
+		return STORE_UNAVAILABLE;
+	if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "full") == 0) {
+		status = STORE_TOO_MANY_SUMS;
+	} else if (reply->type == REDIS_REPLY_STRING && strncmp(reply->str, "ok ", 3) == 0 &&
+	           reply->len - 3 < sizeof(ch->registration)) {
+		memcpy(ch->registration, reply->str + 3, reply->len - 3);
+		ch->registration[reply->len - 3] = '\0';
+		status = STORE_OK;
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		log_script_error(SCRIPT_REGISTRY, "register", reply->str);
+		status = strncmp(reply->str, "OOM ", 4) == 0 ? STORE_FULL : STORE_UNAVAILABLE;
+	} else {
+		transport_log_error("register", "unexpected reply");
+	}
+	freeReplyObject(reply);
+	(void)res;
+	return status;
 }
 
-enum store_status store_add(struct store *store, const struct caller *caller,
-                            const struct idem_key *key, int64_t delta, const char *request_id,
-                            struct store_result *res)
+/* Removes a deleted sum's name from the registry, if it still holds the sum's token. */
+static void unregister_name(struct store *store, const struct sum_keys *k, const char *token)
+{
+	char names[KEY_MAX], tokens[KEY_MAX];
+	struct script_call call;
+	redisReply *reply;
+	struct args a;
+
+	if (strcmp(token, "-") == 0)
+		return;
+	snprintf(names, sizeof(names), "{%s}:sums", store->prefix);
+	snprintf(tokens, sizeof(tokens), "{%s}:sums:tokens", store->prefix);
+	args_start(&a);
+	push_key(&a, names, strlen(names));
+	push_key(&a, tokens, strlen(tokens));
+	push_str(&a, "remove");
+	push_str(&a, k->name);
+	push_str(&a, token);
+	call_with(&call, SCRIPT_REGISTRY, &a);
+	reply = call_run(&store->tr, &call);
+	/* Left behind, the name is only listed-but-absent (skipped) and counted until it is created again. */
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		transport_log_error("unregister", reply != NULL ? reply->str : "no answer");
+	freeReplyObject(reply);
+}
+
+/*
+ * The start of a change: KEYS sum, record, ledger, reg, [rl]; ARGV from the
+ * caller's first (the number), then a fresh attempt token and the resend flag.
+ * The record key is left for the caller (it may need the token).
+ */
+static void start_change(struct store *store, const char *name, const struct caller *caller, struct change *ch)
+{
+	sum_keys(store, name, caller, &ch->k);
+	args_start(&ch->a);
+	next_token(store, ch->token);
+	strcpy(ch->resend, "0");
+	snprintf(ch->registration, sizeof(ch->registration), "%s", ch->k.named ? "-" : "");
+}
+
+static void push_change_keys(struct change *ch, size_t record_len)
+{
+	push_key(&ch->a, ch->k.sum, strlen(ch->k.sum));
+	push_key(&ch->a, ch->record, record_len);
+	push_key(&ch->a, ch->k.ledger, strlen(ch->k.ledger));
+	push_key(&ch->a, ch->k.reg, strlen(ch->k.reg));
+	push_limiter_key(&ch->a, &ch->k);
+}
+
+/* The call of a change, ready for call_run (resend flag and WAIT as configured). */
+static void change_call(struct store *store, struct change *ch, enum script_id id, int resend_at,
+                        struct script_call *call)
+{
+	call_with(call, id, &ch->a);
+	call->changes = true;
+	call->wait = store->opt.min_replicas > 0;
+	call->resend_arg = resend_at;
+}
+
+/*
+ * Runs a change; a named sum that does not exist yet gets its name
+ * registered first (a second and a third round trip, once per sum's life).
+ */
+static enum store_status run_change(struct store *store, const struct caller *caller, struct change *ch,
+                                    enum script_id id, int resend_at, struct store_result *res,
+                                    const char *op, struct reply_extra *extra)
 {
 	struct script_call call;
+	enum store_status status;
+
+	change_call(store, ch, id, resend_at, &call);
+	status = run_for_sum(store, &ch->k, &call, res, op, extra);
+	if (!extra->unregistered)
+		return status;
+	status = register_name(store, caller, ch, res);
+	if (status != STORE_OK)
+		return status;
+	ch->a.len[ch->registration_at] = strlen(ch->registration);
+	extra->unregistered = false;
+	change_call(store, ch, id, resend_at, &call);
+	status = run_for_sum(store, &ch->k, &call, res, op, extra);
+	/* Unregistered again: deleted in between and its token gone; say so rather than loop. */
+	return extra->unregistered ? STORE_UNAVAILABLE : status;
+}
+
+/* "<tag>:op:<token>": where a change without an Idempotency-Key leaves its token. */
+static size_t op_key(const struct change *ch, char *out)
+{
+	char *at = out + tag_key(&ch->k, ":op:", out);
+
+	at = stpcpy(at, ch->token);
+	return (size_t)(at - out);
+}
+
+enum store_status store_sum_add(struct store *store, const char *name, const struct caller *caller,
+                                const struct idem_key *key, int64_t delta, const char *request_id,
+                                struct store_result *res)
+{
+	struct reply_extra extra = { 0 };
 	struct change ch;
+	int resend_at;
 
 	memset(res, 0, sizeof(*res));
-	/* ARGV: delta, use_idem, tok, resend, key id, request id, Idempotency-Key (lib/lua/add.lua). */
-	start_change(store, caller, &ch, &call, SCRIPT_ADD, 14, 9);
-	put_arg(&call, 4, ch.record, key->len > 0 ? idem_key_name(store, caller, key, ch.record)
-	                                          : op_key(store, ch.token, ch.record));
-	put_arg(&call, 7, ch.number, decimal_format(ch.number, delta));
-	put_arg(&call, 8, key->len > 0 ? "1" : "0", 1);
-	put_str(&call, 11, key_id_or_dash(caller));
-	put_str(&call, 12, request_id != NULL ? request_id : "");
-	put_arg(&call, 13, key->len > 0 ? key->text : "", key->len > 0 ? key->len : 0);
-	return finish(call_run(&store->tr, &call), store, &call, res, "add");
+	start_change(store, name, caller, &ch);
+	push_change_keys(&ch, key->len > 0 ? idem_key_name(&ch.k, caller, key, ch.record) : op_key(&ch, ch.record));
+	/* ARGV: delta, use_idem, tok, resend, key id, request id, Idempotency-Key, registration (lib/lua/add.lua). */
+	push(&ch.a, ch.number, decimal_format(ch.number, delta));
+	push(&ch.a, key->len > 0 ? "1" : "0", 1);
+	push(&ch.a, ch.token, TOKEN_LEN);
+	resend_at = push(&ch.a, ch.resend, 1);
+	push_str(&ch.a, key_id_or_dash(caller));
+	push_str(&ch.a, request_id != NULL ? request_id : "");
+	push(&ch.a, key->len > 0 ? key->text : "", key->len > 0 ? key->len : 0);
+	ch.registration_at = push_str(&ch.a, ch.registration);
+	return run_change(store, caller, &ch, SCRIPT_ADD, resend_at, res, "add", &extra);
+}
+
+enum store_status store_add(struct store *store, const struct caller *caller, const struct idem_key *key,
+                            int64_t delta, const char *request_id, struct store_result *res)
+{
+	return store_sum_add(store, NULL, caller, key, delta, request_id, res);
+}
+
+enum store_status store_sum_set(struct store *store, const char *name, const struct caller *caller,
+                                int64_t value, enum store_set_op op, const char *request_id,
+                                struct store_result *res)
+{
+	static const char *const op_names[] = {
+		[STORE_SET_VALUE] = "set", [STORE_SET_RESET] = "reset", [STORE_SET_DELETE] = "delete",
+	};
+	struct reply_extra extra = { 0 };
+	enum store_status status;
+	struct change ch;
+	int resend_at;
+
+	memset(res, 0, sizeof(*res));
+	start_change(store, name, caller, &ch);
+	/* The default sum always exists: its DELETE is a reset to 0. */
+	if (op == STORE_SET_DELETE) {
+		value = 0;
+		if (!ch.k.named)
+			op = STORE_SET_RESET;
+	}
+	push_change_keys(&ch, op_key(&ch, ch.record));
+	/* ARGV: value, tok, resend, op, key id, request id, registration (lib/lua/set.lua). */
+	push(&ch.a, ch.number, decimal_format(ch.number, value));
+	push(&ch.a, ch.token, TOKEN_LEN);
+	resend_at = push(&ch.a, ch.resend, 1);
+	push_str(&ch.a, op_names[op]);
+	push_str(&ch.a, key_id_or_dash(caller));
+	push_str(&ch.a, request_id != NULL ? request_id : "");
+	ch.registration_at = push_str(&ch.a, ch.registration);
+	status = run_change(store, caller, &ch, SCRIPT_SET, resend_at, res, op_names[op], &extra);
+	if (op == STORE_SET_DELETE && (status == STORE_OK || status == STORE_NOT_REPLICATED)) {
+		unregister_name(store, &ch.k, extra.token);
+		res->sum = 0;
+	}
+	return status;
 }
 
 enum store_status store_set(struct store *store, const struct caller *caller, int64_t value, bool reset,
                             const char *request_id, struct store_result *res)
 {
-	struct script_call call;
-	struct change ch;
-
-	memset(res, 0, sizeof(*res));
-	/* ARGV: value, tok, resend, op, key id, request id (lib/lua/set.lua). */
-	start_change(store, caller, &ch, &call, SCRIPT_SET, 13, 8);
-	put_arg(&call, 4, ch.record, op_key(store, ch.token, ch.record));
-	put_arg(&call, 7, ch.number, decimal_format(ch.number, value));
-	put_str(&call, 10, reset ? "reset" : "set");
-	put_str(&call, 11, key_id_or_dash(caller));
-	put_str(&call, 12, request_id != NULL ? request_id : "");
-	return finish(call_run(&store->tr, &call), store, &call, res, "set");
+	return store_sum_set(store, NULL, caller, value, reset ? STORE_SET_RESET : STORE_SET_VALUE, request_id, res);
 }
 
-enum store_status store_ledger(struct store *store, const struct caller *caller, const char *after,
-                               long limit, struct store_result *res, struct store_text *page)
+/* ---- the listing ---- */
+
+/* One sum's value for the listing (lib/lua/peek.lua): STORE_OK, STORE_NOT_FOUND, STORE_NOT_INTEGER. */
+static enum store_status peek(struct store *store, const char *name, struct store_sum_entry *e)
 {
-	char rl[RATELIMIT_KEY_MAX];
-	char count[DECIMAL_MAX];
-	const char *argv[8];
-	size_t argvlen[8];
-	struct script_call call = { .id = SCRIPT_LEDGER, .argc = 8, .nkeys = 3, .argv = argv,
-	                            .argvlen = argvlen };
+	static const struct caller nobody;
+	struct store_result res;
+	struct script_call call;
+	struct sum_keys k;
+	struct args a;
+	enum store_status status;
+
+	memset(&res, 0, sizeof(res));
+	sum_keys(store, name, &nobody, &k);
+	args_start(&a);
+	push_key(&a, k.sum, strlen(k.sum));
+	call_with(&call, SCRIPT_PEEK, &a);
+	status = run(store, &call, &res, "peek", NULL);
+	if (status == STORE_NOT_FOUND && !k.named)
+		status = STORE_OK;              /* the default sum always exists: unset, it reads 0 */
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->sum = status == STORE_OK ? res.sum : 0;
+	e->not_integer = status == STORE_NOT_INTEGER;
+	return status;
+}
+
+enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
+                             struct store_sum_entry *entries, size_t *count, bool *more,
+                             struct store_result *res)
+{
+	static struct store_text names;
+	char registry[KEY_MAX], count_text[DECIMAL_MAX];
+	struct script_call call;
+	struct sum_keys k;
+	struct args a;
+	enum store_status status;
+	const char *at, *end, *word;
+	size_t len;
 
 	memset(res, 0, sizeof(*res));
-	res->page = page;
-	/* KEYS: ledger, rl, sum.  ARGV: after ('-': from the oldest), count (lib/lua/ledger.lua). */
-	put_str(&call, 3, store->ledger_key);
-	put_arg(&call, 4, rl, ratelimit_key(store->prefix, caller, rl));
-	put_str(&call, 5, store->sum_key);
-	put_str(&call, 6, after[0] != '\0' ? after : "-");
-	put_arg(&call, 7, count, decimal_format(count, limit));
-	return finish(call_run(&store->tr, &call), store, &call, res, "ledger");
+	*count = 0;
+	*more = false;
+	if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
+		return STORE_UNAVAILABLE;
+	res->page = &names;
+	sum_keys(store, NULL, caller, &k);     /* the default sum's: the registry's slot, the caller's limiter */
+	snprintf(registry, sizeof(registry), "{%s}:sums", store->prefix);
+	/* KEYS: names, [rl].  ARGV: after, limit, the default sum's name (lib/lua/list.lua). */
+	args_start(&a);
+	push_key(&a, registry, strlen(registry));
+	push_key(&a, k.rl, k.rl_len);
+	push_str(&a, after != NULL ? after : "");
+	push(&a, count_text, decimal_format(count_text, limit));
+	push_str(&a, SUMNAME_DEFAULT);
+	call_with(&call, SCRIPT_LIST, &a);
+	status = run(store, &call, res, "list", NULL);
+	res->page = NULL;
+	if (status != STORE_OK)
+		return status;
+	at = names.text;
+	end = names.text + names.len;
+	word = next_word(&at, end, &len);
+	*more = len == 1 && word[0] == '1';
+	/* Each name's value, where it lives; a name without a sum (being created or deleted) is left out. */
+	while (at < end && *count < (size_t)limit) {
+		char name[SUMNAME_MAX + 1];
+
+		word = next_word(&at, end, &len);
+		if (len == 0 || len > SUMNAME_MAX)
+			continue;
+		memcpy(name, word, len);
+		name[len] = '\0';
+		status = peek(store, name, &entries[*count]);
+		if (status == STORE_OK || status == STORE_NOT_INTEGER)
+			(*count)++;
+		else if (status != STORE_NOT_FOUND)
+			return status;
+	}
+	return STORE_OK;
 }
 
 enum store_status store_ping(struct store *store)
@@ -479,48 +886,4 @@ enum store_status store_ping(struct store *store)
 	};
 
 	return status[call_ping(&store->tr)];
-}
-
-/* TODO(#19): being written; these placeholders let the handlers build meanwhile. */
-enum store_status store_sum_get(struct store *store, const char *name, const struct caller *caller,
-                                struct store_result *res)
-{
-	(void)name;
-	return store_get(store, caller, res);
-}
-
-enum store_status store_sum_add(struct store *store, const char *name, const struct caller *caller,
-                                const struct idem_key *key, int64_t delta, const char *request_id,
-                                struct store_result *res)
-{
-	(void)name;
-	return store_add(store, caller, key, delta, request_id, res);
-}
-
-enum store_status store_sum_set(struct store *store, const char *name, const struct caller *caller,
-                                int64_t value, enum store_set_op op, const char *request_id,
-                                struct store_result *res)
-{
-	(void)name;
-	return store_set(store, caller, value, op != STORE_SET_VALUE, request_id, res);
-}
-
-enum store_status store_sum_ledger(struct store *store, const char *name, const struct caller *caller,
-                                   const char *after, long limit, struct store_result *res,
-                                   struct store_text *page)
-{
-	(void)name;
-	return store_ledger(store, caller, after, limit, res, page);
-}
-
-enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
-                             struct store_sum_entry *entries, size_t *count, bool *more,
-                             struct store_result *res)
-{
-	(void)after;
-	(void)limit;
-	*count = 0;
-	*more = false;
-	(void)entries;
-	return store_get(store, caller, res);
 }

@@ -25,10 +25,10 @@ START_TEST(test_scripts_header_holds_this_configuration)
 	ck_assert(strncmp(text, "#!lua\n", 6) == 0);            /* changes are refused when Redis is full */
 	ck_assert(strstr(text, "-- abacus:add\n") != NULL);
 	/* The limiter's halves are pasted in, with this script's key. */
-	ck_assert(strstr(text, "redis.call('ZCOUNT', KEYS[3], since, '+inf')") != NULL);
+	ck_assert(strstr(text, "redis.call('ZCOUNT', KEYS[5], since, '+inf')") != NULL);
 	ck_assert(strstr(text, "@RL@") == NULL && strstr(text, "--@include") == NULL);
 	/* So is the ledger's append, with this script's stream and fields. */
-	ck_assert(strstr(text, "redis.pcall('XADD', KEYS[4], 'MINID', '~'") != NULL);
+	ck_assert(strstr(text, "redis.pcall('XADD', KEYS[3], 'MINID', '~'") != NULL);
 	ck_assert(strstr(text, "'op', 'add', 'n', ARGV[1], 'sum', s, 'key', ARGV[5], 'idem', ARGV[7], 'req', ARGV[6])") != NULL);
 	ck_assert(strstr(text, "@LEDGER@") == NULL && strstr(text, "@OP@") == NULL);
 	ck_assert(scripts_format(SCRIPT_LEDGER, &settings, text, sizeof(text)));
@@ -67,7 +67,7 @@ START_TEST(test_scripts_errors_name_file_and_line)
 	}
 	ck_assert_int_gt(line, SCRIPT_HEADER_LINES);
 	ck_assert(scripts_source_of(SCRIPT_GET, line, source, sizeof(source)));
-	ck_assert_str_eq(source, "lib/lua/limiter_budget.lua:10");
+	ck_assert_str_eq(source, "lib/lua/limiter_budget.lua:13");
 	ck_assert(scripts_source_in_error(SCRIPT_GET, "WRONGTYPE ... script: abc, on @user_script:14.", source,
 	                                  sizeof(source)));
 	ck_assert(!scripts_source_of(SCRIPT_GET, 1, source, sizeof(source)));     /* the header */

@@ -19,6 +19,8 @@
 
 static int redis_port;
 static long ledger_retention = 3600;    /* of the stores the tests open (0: the ledger off) */
+static long max_sums = 100;             /* of the stores the tests open */
+static bool limit_per_sum;              /* of the stores the tests open: ABACUS_RATE_LIMIT_SCOPE=sum */
 static char prefix[64];
 static int prefix_seq;
 static struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
@@ -41,6 +43,8 @@ static struct store *store_at(const char *key_prefix, long limit, long window)
 	opt.rate_limit_requests = limit;
 	opt.rate_limit_window_seconds = window;
 	opt.ledger_retention_seconds = ledger_retention;
+	opt.max_sums = max_sums;
+	opt.rate_limit_per_sum = limit_per_sum;
 	s = store_new(&opt);
 	ck_assert_ptr_nonnull(s);
 	return s;
@@ -577,6 +581,234 @@ START_TEST(test_store_parse_int64)
 END_TEST
 
 /* A Lua error from Redis is logged with the file and line of lib/lua it came from. */
+/* ---- named sums ---- */
+
+/* A raw command with two arguments, its integer answer. */
+static long long raw_int2(const char *fmt, const char *a, const char *b)
+{
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	redisReply *r;
+	long long n;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, fmt, a, b);
+	ck_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+	n = r->integer;
+	freeReplyObject(r);
+	redisFree(c);
+	return n;
+}
+
+/* Keys whose name starts with "{<prefix>/" (a named sum's), or "{<prefix>}" with named false. */
+static long long keys_under(bool named)
+{
+	char pattern[128];
+	redisReply *r;
+	long long n;
+
+	snprintf(pattern, sizeof(pattern), named ? "{%s/*" : "{%s}*", prefix);
+	r = raw("KEYS %s", pattern);
+	ck_assert(r != NULL && r->type == REDIS_REPLY_ARRAY);
+	n = (long long)r->elements;
+	freeReplyObject(r);
+	return n;
+}
+
+static int64_t named_sum(struct store *s, const char *name)
+{
+	struct store_result res;
+
+	ck_assert_int_eq(store_sum_get(s, name, &alice, &res), STORE_OK);
+	return res.sum;
+}
+
+/* Each name is a sum of its own; "default" is the original sum on its original key. */
+START_TEST(test_store_named_sums_are_separate)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("same-key");
+	char sum_key[128];
+
+	ck_assert_int_eq(store_sum_get(s, "apples", &alice, &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_add(s, "apples", &alice, &k, 5, "r1", &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 5);
+	/* The same Idempotency-Key on another sum is another request. */
+	ck_assert_int_eq(store_sum_add(s, "pears", &alice, &k, 5, "r2", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_add(s, "pears", &alice, &k, 5, "r3", &res), STORE_REPLAYED);
+	ck_assert_int_eq(store_sum_add(s, "default", &alice, &k, 7, "r4", &res), STORE_OK);
+	ck_assert_int_eq(named_sum(s, "apples"), 5);
+	ck_assert_int_eq(named_sum(s, "pears"), 5);
+	ck_assert_int_eq(sum_of(s), 7);
+	ck_assert_int_eq(named_sum(s, "default"), 7);
+	snprintf(sum_key, sizeof(sum_key), "{%s}:sum", prefix);
+	ck_assert_int_eq(raw_int2("STRLEN %s", sum_key, ""), 1);
+	/* Every key of a named sum is under its own tag: the sum, its record, its ledger, its registration. */
+	snprintf(sum_key, sizeof(sum_key), "{%s/apples}:sum", prefix);
+	ck_assert_int_eq(raw_int2("EXISTS %s", sum_key, ""), 1);
+	ck_assert_int_eq(store_sum_set(s, "plums", &alice, -3, STORE_SET_VALUE, "r5", &res), STORE_OK);
+	ck_assert_int_eq(named_sum(s, "plums"), -3);
+	store_free(s);
+}
+END_TEST
+
+/* A DELETE removes a named sum (reads 404, unlisted); the default sum's DELETE is a reset. */
+START_TEST(test_store_named_delete_removes)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+	char names[128];
+
+	ck_assert_int_eq(store_sum_set(s, "gone", &alice, 0, STORE_SET_DELETE, "r0", &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_add(s, "gone", &alice, &none, 4, "r1", &res), STORE_OK);
+	snprintf(names, sizeof(names), "{%s}:sums", prefix);
+	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 1);
+	ck_assert_int_eq(store_sum_set(s, "gone", &alice, 0, STORE_SET_DELETE, "r2", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_get(s, "gone", &alice, &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_set(s, "gone", &alice, 0, STORE_SET_DELETE, "r3", &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 0);
+	/* Its ledger stays, to be read (and audited): the delete is its last entry. */
+	ck_assert_int_eq(store_sum_add(s, "default", &alice, &none, 9, "r4", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_set(s, "default", &alice, 0, STORE_SET_DELETE, "r5", &res), STORE_OK);
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 0);
+	/* Created again after its delete: a new sum from 0. */
+	ck_assert_int_eq(store_sum_add(s, "gone", &alice, &none, 2, "r6", &res), STORE_OK);
+	ck_assert_int_eq(res.sum, 2);
+	store_free(s);
+}
+END_TEST
+
+/* At most max_sums named sums: the next new one changes nothing; after a delete it fits. */
+START_TEST(test_store_named_sums_are_bounded)
+{
+	struct store *s;
+	struct store_result res;
+	struct idem_key none = { NULL, 0 }, k = key("bounded");
+	long long before;
+
+	max_sums = 2;
+	s = open_store(0, 60);
+	max_sums = 100;
+	ck_assert_int_eq(store_sum_add(s, "a", &alice, &none, 1, "r1", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_set(s, "b", &alice, 1, STORE_SET_VALUE, "r2", &res), STORE_OK);
+	before = keys_under(true);
+	ck_assert_int_eq(store_sum_add(s, "c", &alice, &k, 1, "r3", &res), STORE_TOO_MANY_SUMS);
+	ck_assert_int_eq(store_sum_set(s, "c", &alice, 1, STORE_SET_VALUE, "r4", &res), STORE_TOO_MANY_SUMS);
+	ck_assert_int_eq(keys_under(true), before);
+	/* The existing ones, and the default sum, are not bounded. */
+	ck_assert_int_eq(store_sum_add(s, "a", &alice, &none, 1, "r5", &res), STORE_OK);
+	ck_assert_int_eq(store_add(s, &alice, &none, 1, "r6", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_set(s, "a", &alice, 0, STORE_SET_DELETE, "r7", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_add(s, "c", &alice, &k, 1, "r8", &res), STORE_OK);
+	store_free(s);
+}
+END_TEST
+
+/* A DELETE whose registration token was replaced (a new creation raced it) leaves the new name registered. */
+START_TEST(test_store_named_delete_keeps_a_newer_registration)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+	char names[128], tokens[128];
+	redisReply *r;
+
+	ck_assert_int_eq(store_sum_add(s, "raced", &alice, &none, 1, "r1", &res), STORE_OK);
+	snprintf(names, sizeof(names), "{%s}:sums", prefix);
+	snprintf(tokens, sizeof(tokens), "HSET {%s}:sums:tokens raced %%s", prefix);
+	r = raw(tokens, "a-newer-token");
+	freeReplyObject(r);
+	ck_assert_int_eq(store_sum_set(s, "raced", &alice, 0, STORE_SET_DELETE, "r2", &res), STORE_OK);
+	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 1);
+	store_free(s);
+}
+END_TEST
+
+/* The listing: byte order, "default" among the names, pages that join up, absent sums left out. */
+START_TEST(test_store_list_pages_through_every_name)
+{
+	struct store *s = open_store(0, 60);
+	struct store_sum_entry e[STORE_LIST_LIMIT_MAX];
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+	char after[SUMNAME_MAX + 1] = "", name[16], seen[8][16];
+	size_t count, n = 0;
+	bool more = true;
+
+	ck_assert_int_eq(store_sum_add(s, "b", &alice, &none, 2, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_add(s, "e", &alice, &none, 5, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_add(s, "Z", &alice, &none, 26, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_add(s, "x", &alice, &none, 1, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_set(s, "x", &alice, 0, STORE_SET_DELETE, "r", &res), STORE_OK);
+	for (int pages = 0; more && pages < 10; pages++) {
+		ck_assert_int_eq(store_list(s, &alice, after, 2, e, &count, &more, &res), STORE_OK);
+		ck_assert_uint_le(count, 2);
+		for (size_t i = 0; i < count && n < 8; i++)
+			snprintf(seen[n++], sizeof(seen[0]), "%s=%" PRId64, e[i].name, e[i].sum);
+		if (count > 0)
+			snprintf(after, sizeof(after), "%s", e[count - 1].name);
+	}
+	ck_assert(!more);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(seen[0], "Z=26");
+	ck_assert_str_eq(seen[1], "b=2");
+	ck_assert_str_eq(seen[2], "default=0");
+	ck_assert_str_eq(seen[3], "e=5");
+	snprintf(name, sizeof(name), "%s", "e");
+	ck_assert_int_eq(store_list(s, &alice, name, 10, e, &count, &more, &res), STORE_OK);
+	ck_assert_uint_eq(count, 0);
+	ck_assert(!more);
+	store_free(s);
+}
+END_TEST
+
+/* One budget per caller over every sum (the default), or per caller and sum (scope=sum). */
+START_TEST(test_store_named_rate_limit_scope)
+{
+	struct store *s = open_store(2, 60);
+	struct store_result res;
+	struct idem_key none = { NULL, 0 };
+
+	ck_assert_int_eq(store_sum_add(s, "one", &alice, &none, 1, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_get(s, "default", &alice, &res), STORE_OK);
+	ck_assert_int_eq(store_sum_get(s, "one", &alice, &res), STORE_RATE_LIMITED);
+	store_free(s);
+	limit_per_sum = true;
+	s = open_store(2, 60);
+	limit_per_sum = false;
+	ck_assert_int_eq(store_sum_add(s, "one", &alice, &none, 1, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_get(s, "one", &alice, &res), STORE_OK);
+	ck_assert_int_eq(res.budget.remaining, 0);
+	ck_assert_int_eq(store_sum_get(s, "one", &alice, &res), STORE_RATE_LIMITED);
+	ck_assert_int_eq(store_sum_add(s, "two", &alice, &none, 1, "r", &res), STORE_OK);
+	ck_assert_int_eq(store_get(s, &alice, &res), STORE_OK);
+	store_free(s);
+}
+END_TEST
+
+/* A named sum's ledger is its own; a sum that never existed has none. */
+START_TEST(test_store_named_ledger)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct store_text page = { NULL, 0, 0 };
+	struct idem_key k = key("led");
+
+	ck_assert_int_eq(store_sum_ledger(s, "never", &alice, "", 10, &res, &page), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_add(s, "kept", &alice, &k, 3, "req-k", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_set(s, "kept", &alice, 0, STORE_SET_DELETE, "req-d", &res), STORE_OK);
+	ck_assert_int_eq(store_sum_ledger(s, "kept", &alice, "", 10, &res, &page), STORE_OK);
+	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"add\",\"number\":3,\"sum\":3,"));
+	ck_assert_ptr_nonnull(strstr(page.text, "\"op\":\"delete\",\"number\":0,\"sum\":0,\"was\":3,"));
+	ck_assert_int_eq(store_ledger(s, &alice, "", 10, &res, &page), STORE_OK);
+	ck_assert_ptr_nonnull(strstr(page.text, "{\"entries\":[],"));
+	free(page.text);
+	store_free(s);
+}
+END_TEST
+
 START_TEST(test_store_lua_error_names_its_source)
 {
 	struct store *s = open_store(10, 60);
@@ -594,7 +826,7 @@ START_TEST(test_store_lua_error_names_its_source)
 	ck_assert_int_eq(store_get(s, &alice, &res), STORE_UNAVAILABLE);
 	log_set_stream(NULL);
 	fclose(log);
-	ck_assert_msg(strstr(captured, "\"source\":\"lib/lua/limiter_budget.lua:10\"") != NULL, "%s", captured);
+	ck_assert_msg(strstr(captured, "\"source\":\"lib/lua/limiter_budget.lua:13\"") != NULL, "%s", captured);
 	ck_assert_msg(strstr(captured, "WRONGTYPE") != NULL, "%s", captured);
 	free(captured);
 	store_free(s);
@@ -626,6 +858,13 @@ static Suite *store_suite(void)
 	tcase_add_test(limits, test_store_rate_limit_refuses_without_effect);
 	tcase_add_test(core, test_store_ledger_records_each_applied_change);
 	tcase_add_test(core, test_store_ledger_off_writes_nothing);
+	tcase_add_test(core, test_store_named_sums_are_separate);
+	tcase_add_test(core, test_store_named_delete_removes);
+	tcase_add_test(core, test_store_named_sums_are_bounded);
+	tcase_add_test(core, test_store_named_delete_keeps_a_newer_registration);
+	tcase_add_test(core, test_store_list_pages_through_every_name);
+	tcase_add_test(limits, test_store_named_rate_limit_scope);
+	tcase_add_test(core, test_store_named_ledger);
 	tcase_add_test(limits, test_store_refused_changes_append_nothing);
 	tcase_add_test(errors, test_store_change_refused_by_the_ledger_is_undone);
 	tcase_add_test(limits, test_store_rate_limit_entries_never_exceed_the_limit);

@@ -2,8 +2,11 @@
 -- operation: a sliding-window log of admissions in the sorted set @RL@ (lib/ratelimit.h).
 -- Leaves `now` (nil with the limiter off) and `left` (the budget after this
 -- request, as text; '-1' with the limiter off), or returns the refusal.
+-- @RL@ is the script's last key: a call without it (a named sum in a Redis
+-- Cluster, whose limiter ran on the caller's own slot first: lib/store.c)
+-- runs without the limiter.
 local now, left = nil, '-1'
-if MAX > 0 then
+if MAX > 0 and @RL@ then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local since = string.format('(%d', now - WINDOW_US)

@@ -1,23 +1,49 @@
 -- abacus:set
--- KEYS: sum, {prefix}:op:<tok>, rl, ledger.  ARGV: value, tok, resend,
--- op ('set' or 'reset': the ledger's), key id, request id.  A resend
--- whose token is recorded was applied: it sets nothing again, before the
--- limiter; with WAITS it rewrites the token so that WAIT has a write to confirm.
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-  if WAITS then redis.call('SET', KEYS[2], '1', 'KEEPTTL') end
-  return 'ok -1 ' .. ARGV[1]
+-- KEYS: sum, <tag>:op:<tok>, ledger, reg, [rl].  ARGV: value, tok, resend,
+-- op ('set', 'reset' or 'delete': the ledger's), key id, request id,
+-- registration (as add.lua's).  'delete' removes a named sum and its
+-- registration token, and answers "deleted <remaining> <token>" (the caller
+-- unregisters the name with it) or "missing <remaining>".  A resend whose
+-- token is recorded was applied: it sets nothing again, before the limiter;
+-- with WAITS it rewrites the token so that WAIT has a write to confirm.
+local deleting = ARGV[4] == 'delete'
+if ARGV[3] == '1' then
+  local done = redis.call('GET', KEYS[2])
+  if done then
+    if WAITS then redis.call('SET', KEYS[2], done, 'KEEPTTL') end
+    return deleting and ('deleted -1 ' .. done) or ('ok -1 ' .. ARGV[1])
+  end
 end
---@include limiter_budget.lua RL=KEYS[3]
+--@include limiter_budget.lua RL=KEYS[5]
 -- The value before: the entry's "was", and put back should the ledger refuse it.
-local old = LEDGER_MS > 0 and redis.pcall('GET', KEYS[1])
+local old = (LEDGER_MS > 0 or ARGV[7] ~= '') and redis.pcall('GET', KEYS[1])
 local was = type(old) == 'string' and old or (old and '' or '0')
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)
---@include ledger_append.lua LEDGER=KEYS[4] OP=ARGV[4] N=ARGV[1] SUM=ARGV[1] KEY=ARGV[5] IDEM='' REQ=ARGV[6] EXTRA=,'was',was
-if ledger_err then
-  if type(old) == 'string' then redis.call('SET', KEYS[1], old) else redis.call('DEL', KEYS[1]) end
-  redis.call('DEL', KEYS[2])
-  return ledger_err
+local token = ARGV[7] ~= '' and redis.call('GET', KEYS[4])
+local reply
+if deleting then
+  if not old then
+    reply = 'missing ' .. left
+  else
+    redis.call('DEL', KEYS[1], KEYS[4])
+    redis.call('SET', KEYS[2], token or '-', 'EX', OP_TTL)
+    reply = 'deleted ' .. left .. ' ' .. (token or '-')
+  end
+else
+  if ARGV[7] ~= '' and not old then
+    if ARGV[7] == '-' then return 'unregistered ' .. left end
+    redis.call('SET', KEYS[4], ARGV[7])
+  end
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)
+  reply = 'ok ' .. left .. ' ' .. ARGV[1]
 end
-local reply = 'ok ' .. left .. ' ' .. ARGV[1]
---@include limiter_admit.lua RL=KEYS[3]
+if old or not deleting then
+--@include ledger_append.lua LEDGER=KEYS[3] OP=ARGV[4] N=ARGV[1] SUM=ARGV[1] KEY=ARGV[5] IDEM='' REQ=ARGV[6] EXTRA=,'was',was
+  if ledger_err then
+    if type(old) == 'string' then redis.call('SET', KEYS[1], old) else redis.call('DEL', KEYS[1]) end
+    if token then redis.call('SET', KEYS[4], token) elseif ARGV[7] ~= '' then redis.call('DEL', KEYS[4]) end
+    redis.call('DEL', KEYS[2])
+    return ledger_err
+  end
+end
+--@include limiter_admit.lua RL=KEYS[5]
