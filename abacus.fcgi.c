@@ -20,10 +20,12 @@
 #include "decimal.h"
 #include "http.h"
 #include "idem.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "store.h"
+#include "sumname.h"
 
 #define ABACUS_VERSION "0.1.0"
 
@@ -38,6 +40,12 @@ static struct {
 typedef void (*handler_fn)(struct request *r);
 
 /* ---- replies shared by the handlers ---- */
+
+/* The sum a request names: NULL for the original routes (the default sum), else its valid name. */
+static const char *sum_name(const struct request *r)
+{
+	return r->sum_name[0] != '\0' ? r->sum_name : NULL;
+}
 
 /*
  * A store failure: its response (lib/http), its counter and its log line;
@@ -61,159 +69,262 @@ static bool store_ok_or_problem(struct request *r, enum store_status status, boo
 	if (status != STORE_UNAVAILABLE && log_begin(&l, level, store_strerror(status), r->request_id)) {
 		log_str(&l, "key_id", r->caller.key_id);
 		log_str(&l, "limit_id", r->caller.limit_id);
+		if (sum_name(r) != NULL)
+			log_str(&l, "name", r->sum_name);
 		log_end(&l);
 	}
 	return false;
 }
 
-/* Auth, then the rate-limit identity: the guard of every route under /abacus/. */
-static bool caller_or_problem(struct request *r, enum auth_need need)
+/*
+ * The guard of every route under /abacus/: auth, the int64 form
+ * (?int64=string), then the rate-limit identity.  params: the query
+ * parameters the route takes (NULL-terminated, int64 among them), any other
+ * is a 400; NULL: others are not looked at (the original routes ignore them,
+ * and the ledger's and the listing's check their own).
+ */
+static bool caller_or_problem(struct request *r, enum auth_need need, const char *const *params)
 {
 	if (!auth_check_or_problem(worker.auth, r, need))
 		return false;
+	if (!http_int64_form_or_problem(r))
+		return false;
+	if (params != NULL && !http_query_only(r, params)) {
+		http_problem(r, PROBLEM_INVALID_QUERY, "this route takes no query parameter but int64=string");
+		return false;
+	}
 	ratelimit_identify(r, &worker.cfg);
 	return true;
 }
 
+/* What a named sum's route takes in its query; the original routes: not looked at. */
+static const char *const *plain_params(const struct request *r)
+{
+	static const char *const int64_only[] = { "int64", NULL };
+
+	return sum_name(r) != NULL ? int64_only : NULL;
+}
+
 /*
- * One event per applied change.  replicated is false for a change applied on
- * the master that WAIT did not see replicated in time (then the field is there).
+ * One event per applied change, with the sum's name ("default" for the
+ * original routes; never a Redis key).  values: the event has a delta and a
+ * sum (a deletion has neither).  replicated is false for a change applied
+ * on the master that WAIT did not see replicated in time (then the field is
+ * there).
  */
-static void log_change(struct request *r, const char *event, int64_t delta, int64_t sum, bool replicated)
+static void log_change(struct request *r, const char *event, bool values, int64_t delta, int64_t sum,
+                       bool replicated)
 {
 	struct log_line l;
 
 	if (log_begin(&l, LOG_LEVEL_INFO, event, r->request_id)) {
-		log_int(&l, "delta", delta);
-		log_int(&l, "sum", sum);
+		if (values) {
+			log_int(&l, "delta", delta);
+			log_int(&l, "sum", sum);
+		}
 		log_str(&l, "key_id", r->caller.key_id);
+		log_str(&l, "name", sum_name(r) != NULL ? r->sum_name : SUMNAME_DEFAULT);
 		if (!replicated)
 			log_bool(&l, "replicated", false);
 		log_end(&l);
 	}
 }
 
-static void log_sum_event(struct request *r, const char *event, int64_t delta, int64_t sum)
+/*
+ * {"message":<message>,"name":<name>,"<field>":<v>}: message may be NULL,
+ * the name is there on the named routes only (the original routes' bodies
+ * are as they always were), v is a string with ?int64=string.
+ */
+static void reply_sum(struct request *r, const char *message, const char *field, int64_t v)
 {
-	log_change(r, event, delta, sum, true);
+	char head[64 + SUMNAME_MAX + 64];
+	char *at = stpcpy(head, "{");
+
+	if (message != NULL) {
+		at = stpcpy(at, "\"message\":\"");
+		at = stpcpy(at, message);
+		at = stpcpy(at, "\",");
+	}
+	if (sum_name(r) != NULL) {
+		at = stpcpy(at, "\"name\":\"");
+		at = stpcpy(at, r->sum_name);       /* a valid name: nothing to escape */
+		at = stpcpy(at, "\",");
+	}
+	at = stpcpy(at, "\"");
+	at = stpcpy(at, field);
+	stpcpy(at, "\":");
+	http_reply_json_int(r, 200, head, v, "}");
 }
 
-static void log_unconfirmed(struct request *r, const char *event, int64_t delta, int64_t sum)
+/* ---- one store call per request, through this worker's memory of refusals ---- */
+
+/* What a handler asks of the store. */
+enum sum_call { SUM_GET, SUM_ADD, SUM_SET, SUM_LEDGER, SUM_LIST };
+
+struct sum_request {
+	enum sum_call call;
+	const char *name;               /* NULL: the default sum (the original routes) */
+	const struct idem_key *key;     /* SUM_ADD */
+	int64_t value;                  /* SUM_ADD: the delta; SUM_SET: the value */
+	enum store_set_op op;           /* SUM_SET */
+	const char *after;              /* SUM_LEDGER, SUM_LIST: the page starts after it ("" first) */
+	long limit;                     /* SUM_LEDGER, SUM_LIST: the page's size */
+	struct store_text *page;        /* SUM_LEDGER: the page's JSON */
+	struct store_sum_entry *entries;/* SUM_LIST: room for limit of them */
+	size_t count;                   /* SUM_LIST: how many came */
+	bool more;                      /* SUM_LIST: more follow the last */
+};
+
+static enum store_status call_store(struct request *r, struct sum_request *q, struct store_result *res)
 {
-	log_change(r, event, delta, sum, false);
+	struct store *s = worker.store;
+
+	switch (q->call) {
+	case SUM_GET:
+		return store_sum_get(s, q->name, &r->caller, res);
+	case SUM_ADD:
+		return store_sum_add(s, q->name, &r->caller, q->key, q->value, r->request_id, res);
+	case SUM_SET:
+		return store_sum_set(s, q->name, &r->caller, q->value, q->op, r->request_id, res);
+	case SUM_LEDGER:
+		return store_sum_ledger(s, q->name, &r->caller, q->after, q->limit, res, q->page);
+	case SUM_LIST:
+		return store_list(s, &r->caller, q->after, q->limit, q->entries, &q->count, &q->more, res);
+	}
+	return STORE_UNAVAILABLE;
 }
 
 /*
- * The limiter's refusals this worker remembers (lib/ratelimit.h): a caller
- * refused a moment ago, whose budget cannot have freed yet, is answered 429
- * here without a round trip to Redis.
+ * The budget a request spends, as this worker's memory of refusals names it
+ * (lib/ratelimit.h): the caller's one (NULL) with ABACUS_RATE_LIMIT_SCOPE=
+ * caller; with =sum the sum's ("default" for the original routes), and the
+ * listing's own ("").  Two budgets never share a name, so a refusal is only
+ * ever answered here for the budget Redis refused.
  */
-static bool refused_here(struct request *r, struct store_result *res, int64_t *asked_at_us)
+static const char *budget_scope(const struct sum_request *q)
+{
+	if (!worker.cfg.rate_limit_per_sum)
+		return NULL;
+	if (q->call == SUM_LIST)
+		return "";
+	return q->name != NULL ? q->name : SUMNAME_DEFAULT;
+}
+
+/*
+ * The request's store call, then its RateLimit headers.  A budget refused a
+ * moment ago, which cannot have freed yet, is answered 429 here without a
+ * round trip to Redis, and a refusal from Redis is remembered for the next.
+ */
+static enum store_status limited_store_call(struct request *r, struct sum_request *q, struct store_result *res)
 {
 	static unsigned long reconnects;
+	const char *scope = budget_scope(q);
+	enum store_status status;
+	int64_t asked_at;
 
+	memset(res, 0, sizeof(*res));
 	/* A new connection may be a restarted or failed-over Redis: every budget free again. */
 	if (store_reconnects(worker.store) != reconnects) {
 		reconnects = store_reconnects(worker.store);
 		ratelimit_forget_refusals();
 	}
-	*asked_at_us = ratelimit_clock_us();
-	return ratelimit_refused_here(&r->caller, *asked_at_us, &res->budget);
-}
-
-static enum store_status remember_refusal(struct request *r, enum store_status status,
-                                          int64_t asked_at_us, const struct store_result *res)
-{
-	if (status == STORE_RATE_LIMITED)
-		ratelimit_remember_refusal(&r->caller, asked_at_us, &res->budget);
+	asked_at = ratelimit_clock_us();
+	if (ratelimit_refused_here(&r->caller, scope, asked_at, &res->budget)) {
+		status = STORE_RATE_LIMITED;
+	} else {
+		status = call_store(r, q, res);
+		if (status == STORE_RATE_LIMITED)
+			ratelimit_remember_refusal(&r->caller, scope, asked_at, &res->budget);
+	}
+	ratelimit_add_headers(r, &worker.cfg, status, &res->budget);
 	return status;
 }
 
-/* ---- handlers ---- */
+/* ---- handlers: each serves an original route (the default sum) and its named twin ---- */
 
+/* GET /abacus/sum, GET /abacus/sums/{name} (404 sum-not-found for a named sum that does not exist). */
 static void handle_get_sum(struct request *r)
 {
+	struct sum_request q = { .call = SUM_GET, .name = sum_name(r) };
 	struct store_result res;
-	enum store_status status;
 
-	int64_t asked_at;
-
-	if (!caller_or_problem(r, AUTH_ANY))
+	if (!caller_or_problem(r, AUTH_ANY, plain_params(r)))
 		return;
-	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_get(worker.store, &r->caller, &res), asked_at, &res);
-	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
-	if (!store_ok_or_problem(r, status, false, &res))
+	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
 		return;
-	http_reply_json_int(r, 200, "{\"current_sum\":", res.sum, "}");
+	reply_sum(r, NULL, "current_sum", res.sum);
 }
 
+/* POST /abacus/number, POST /abacus/sums/{name}/number (creates the sum; 409 too-many-sums). */
 static void handle_post_number(struct request *r)
 {
-	struct store_result res;
 	struct idem_key key;
+	struct sum_request q = { .call = SUM_ADD, .name = sum_name(r), .key = &key };
+	struct store_result res;
 	enum store_status status;
-	int64_t number, asked_at;
 
-	if (!caller_or_problem(r, AUTH_ANY))
+	if (!caller_or_problem(r, AUTH_ANY, plain_params(r)))
 		return;
-	if (!body_int64_or_problem(r, "number", &number))
+	if (!body_int64_or_problem(r, "number", &q.value))
 		return;
 	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
 		return;
-	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_add(worker.store, &r->caller, &key, number, r->request_id, &res),
-	                          asked_at, &res);
-	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
+	status = limited_store_call(r, &q, &res);
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
-		log_unconfirmed(r, "sum_added", number, res.sum);
+		log_change(r, "sum_added", true, q.value, res.sum, false);
 	if (!store_ok_or_problem(r, status, key.len > 0, &res))
 		return;
 	if (status == STORE_REPLAYED) {
 		http_add_header(r, "Idempotent-Replayed", "true");
 		metrics_inc(METRICS_IDEMPOTENT_REPLAYS);
 	}
-	log_sum_event(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", number, res.sum);
-	http_reply_json_int(r, 200, "{\"message\":\"Number added successfully.\",\"current_sum\":",
-	                    res.sum, "}");
+	log_change(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", true, q.value, res.sum, true);
+	reply_sum(r, "Number added successfully.", "current_sum", res.sum);
 }
 
-/* PUT and DELETE (reset: the ledger's word for it); head: the reply up to the new sum. */
-static void set_sum(struct request *r, int64_t value, bool reset, const char *head)
+/* PUT (STORE_SET_VALUE), DELETE (STORE_SET_RESET; STORE_SET_DELETE for a named sum). */
+static void set_sum(struct request *r, int64_t value, enum store_set_op op)
 {
+	struct sum_request q = { .call = SUM_SET, .name = sum_name(r), .value = value, .op = op };
 	struct store_result res;
-	int64_t asked_at;
-	enum store_status status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_set(worker.store, &r->caller, value, reset, r->request_id, &res),
-	                          asked_at, &res);
+	enum store_status status = limited_store_call(r, &q, &res);
+	bool deleted = op == STORE_SET_DELETE;
+	const char *event = deleted ? "sum_deleted" : "sum_set";
 
-	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
 	if (status == STORE_NOT_REPLICATED)
-		log_unconfirmed(r, "sum_set", value, res.sum);
+		log_change(r, event, !deleted, value, res.sum, false);
 	if (!store_ok_or_problem(r, status, false, &res))
 		return;
-	log_sum_event(r, "sum_set", value, res.sum);
-	http_reply_json_int(r, 200, head, res.sum, "}");
+	log_change(r, event, !deleted, value, res.sum, true);
+	if (deleted)
+		http_reply_json(r, 200, "{\"message\":\"Sum deleted successfully.\",\"name\":\"%s\"}", r->sum_name);
+	else
+		reply_sum(r, op == STORE_SET_RESET ? "Sum reset successfully." : "Sum set successfully.", "new_sum",
+		          res.sum);
 }
 
 static void handle_put_sum(struct request *r)
 {
 	int64_t number;
 
-	if (!caller_or_problem(r, AUTH_ADMIN))
+	if (!caller_or_problem(r, AUTH_ADMIN, plain_params(r)))
 		return;
 	if (!body_int64_or_problem(r, "number", &number))
 		return;
-	set_sum(r, number, false, "{\"message\":\"Sum set successfully.\",\"new_sum\":");
+	set_sum(r, number, STORE_SET_VALUE);
 }
 
+/* DELETE resets the default sum (it always exists) and removes a named one. */
 static void handle_delete_sum(struct request *r)
 {
-	if (!caller_or_problem(r, AUTH_ADMIN))
+	bool named = sum_name(r) != NULL && !sumname_is_default(r->sum_name, strlen(r->sum_name));
+
+	if (!caller_or_problem(r, AUTH_ADMIN, plain_params(r)))
 		return;
-	set_sum(r, 0, true, "{\"message\":\"Sum reset successfully.\",\"new_sum\":");
+	set_sum(r, 0, named ? STORE_SET_DELETE : STORE_SET_RESET);
 }
+
 
 /* n decimal digits at s that fit an unsigned 64-bit integer (Redis's ids are two). */
 static bool is_uint64_digits(const char *s, size_t n)
@@ -235,17 +346,37 @@ static bool is_entry_id(const char *s, size_t len)
 	       is_uint64_digits(dash + 1, len - (size_t)(dash - s) - 1);
 }
 
-/* ?after=<entry id>&limit=<1..1000> (both optional; limit 100) or a 400 problem. */
-static bool ledger_query_or_problem(struct request *r, char *after, size_t cap, long *limit)
+/* ?limit=<1..max> (default dflt) or a 400 problem with detail. */
+static bool limit_or_problem(struct request *r, long dflt, long max, const char *detail, long *limit)
 {
-	static const char *const names[] = { "after", "limit", NULL };
 	const char *v;
 	size_t len;
 	int64_t n;
+	enum http_query q = http_query_get(r, "limit", &v, &len);
+
+	*limit = dflt;
+	if (q == HTTP_QUERY_REPEATED ||
+	    (q == HTTP_QUERY_ONE && (decimal_parse_int64(v, len, DECIMAL_REFUSE_MINUS_ZERO, &n) != DECIMAL_OK ||
+	                             n < 1 || n > max))) {
+		http_problem(r, PROBLEM_INVALID_QUERY, detail);
+		return false;
+	}
+	if (q == HTTP_QUERY_ONE)
+		*limit = (long)n;
+	return true;
+}
+
+/* ?after=<entry id>&limit=<1..1000> (both optional; limit 100; int64=string too) or a 400 problem. */
+static bool ledger_query_or_problem(struct request *r, char *after, size_t cap, long *limit)
+{
+	static const char *const names[] = { "after", "limit", "int64", NULL };
+	const char *v;
+	size_t len;
 	enum http_query q;
 
 	if (!http_query_only(r, names)) {
-		http_problem(r, PROBLEM_INVALID_QUERY, "the ledger takes after=<entry id> and limit=<1-1000>, once each");
+		http_problem(r, PROBLEM_INVALID_QUERY,
+		             "the ledger takes after=<entry id>, limit=<1-1000> and int64=string, once each");
 		return false;
 	}
 	after[0] = '\0';
@@ -258,51 +389,168 @@ static bool ledger_query_or_problem(struct request *r, char *after, size_t cap, 
 		memcpy(after, v, len);
 		after[len] = '\0';
 	}
-	*limit = 100;
-	q = http_query_get(r, "limit", &v, &len);
-	if (q == HTTP_QUERY_REPEATED ||
-	    (q == HTTP_QUERY_ONE && (decimal_parse_int64(v, len, DECIMAL_REFUSE_MINUS_ZERO, &n) != DECIMAL_OK ||
-	                             n < 1 || n > STORE_LEDGER_LIMIT_MAX))) {
-		http_problem(r, PROBLEM_INVALID_QUERY, "limit must be an integer from 1 to 1000");
+	return limit_or_problem(r, 100, STORE_LEDGER_LIMIT_MAX, "limit must be an integer from 1 to 1000", limit);
+}
+
+/* Room for n bytes in t (grown, never shrunk); false when out of memory. */
+static bool text_reserve(struct store_text *t, size_t n)
+{
+	char *grown;
+
+	if (n <= t->cap)
+		return true;
+	grown = realloc(t->text, n);
+	if (grown == NULL)
 		return false;
-	}
-	if (q == HTTP_QUERY_ONE)
-		*limit = (long)n;
+	t->text = grown;
+	t->cap = n;
 	return true;
 }
 
 /*
- * GET /abacus/sum/ledger: the changes, oldest first, a page at a time.  Admin
- * keys only (entries show key ids and Idempotency-Keys).  The page is the
- * store's text, kept in a buffer this worker reuses.
+ * The ledger's page as the reply's body; with ?int64=string its number, sum
+ * and was members as strings (the page is built by lib/lua/ledger.lua: the
+ * conversion is here, on the worker's copy, in a second buffer it reuses).
+ */
+static void reply_page(struct request *r, const struct store_text *page)
+{
+	static const char *const int64_members[] = { "number", "sum", "was", NULL };
+	static struct store_text quoted;
+	const struct store_text *body = page;
+
+	if (r->int64_as_string) {
+		size_t need = json_quote_int_members(page->text, page->len, int64_members, NULL);
+
+		if (!text_reserve(&quoted, need)) {
+			/* XXX: no problem of its own for a worker out of memory; a 503 says "retry shortly". */
+			http_problem(r, PROBLEM_REDIS_UNAVAILABLE, "the worker is out of memory; retry shortly");
+			http_add_header(r, "Retry-After", "1");
+			return;
+		}
+		quoted.len = json_quote_int_members(page->text, page->len, int64_members, quoted.text);
+		body = &quoted;
+	}
+	r->resp.status = 200;
+	r->resp.content_type = "application/json";
+	r->resp.body_ext = body->text;
+	r->resp.body_len = body->len;
+}
+
+/*
+ * GET /abacus/sum/ledger, /abacus/sums/{name}/ledger: the changes, oldest
+ * first, a page at a time.  Admin keys only (entries show key ids and
+ * Idempotency-Keys).  The page is the store's text, kept in a buffer this
+ * worker reuses.
  */
 static void handle_get_ledger(struct request *r)
 {
 	static struct store_text page;
-	struct store_result res;
-	enum store_status status;
 	char after[48];
-	long limit;
-	int64_t asked_at;
+	struct sum_request q = { .call = SUM_LEDGER, .name = sum_name(r), .after = after, .page = &page };
+	struct store_result res;
 
-	if (!caller_or_problem(r, AUTH_ADMIN))
+	if (!caller_or_problem(r, AUTH_ADMIN, NULL))
 		return;
-	if (!ledger_query_or_problem(r, after, sizeof(after), &limit))
+	if (!ledger_query_or_problem(r, after, sizeof(after), &q.limit))
 		return;
 	if (worker.cfg.ledger_retention_seconds == 0) {
 		http_problem(r, PROBLEM_LEDGER_OFF, "ABACUS_LEDGER_RETENTION_SECONDS is 0");
 		return;
 	}
-	status = refused_here(r, &res, &asked_at) ? STORE_RATE_LIMITED :
-	         remember_refusal(r, store_ledger(worker.store, &r->caller, after, limit, &res, &page), asked_at, &res);
-	ratelimit_add_headers(r, &worker.cfg, status, &res.budget);
-	if (!store_ok_or_problem(r, status, false, &res))
+	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
 		return;
+	reply_page(r, &page);
+}
+
+/* ?limit=<1..100>&cursor=<name> (both optional; limit 50; int64=string too) or a 400 problem. */
+static bool list_query_or_problem(struct request *r, char cursor[SUMNAME_MAX + 1], long *limit)
+{
+	static const char *const names[] = { "limit", "cursor", "int64", NULL };
+	const char *v;
+	size_t len;
+	enum http_query q;
+
+	if (!http_query_only(r, names)) {
+		http_problem(r, PROBLEM_INVALID_QUERY,
+		             "the listing takes limit=<1-100>, cursor=<a name> and int64=string, once each");
+		return false;
+	}
+	cursor[0] = '\0';
+	q = http_query_get(r, "cursor", &v, &len);
+	if (q == HTTP_QUERY_REPEATED || (q == HTTP_QUERY_ONE && !sumname_valid(v, len))) {
+		http_problem(r, PROBLEM_INVALID_QUERY, "cursor must be a name, as the listing's next gives it");
+		return false;
+	}
+	if (q == HTTP_QUERY_ONE) {
+		memcpy(cursor, v, len);
+		cursor[len] = '\0';
+	}
+	return limit_or_problem(r, 50, STORE_LIST_LIMIT_MAX, "limit must be an integer from 1 to 100", limit);
+}
+
+/*
+ * {"sums":[{"name":..,"current_sum":..},...],"next":<name>|null}: a stored
+ * value that is not an integer lists as "current_sum":null (reading that sum
+ * answers 500 sum-not-integer); next, when more follow, is the last name of
+ * the page, to pass as the cursor.
+ */
+static void reply_listing(struct request *r, const struct sum_request *q)
+{
+	static char body[STORE_LIST_LIMIT_MAX * (SUMNAME_MAX + 64) + SUMNAME_MAX + 64];
+	const char *quote = r->int64_as_string ? "\"" : "";
+	size_t count = q->count < (size_t)q->limit ? q->count : (size_t)q->limit;
+	char *at = stpcpy(body, "{\"sums\":[");
+
+	for (size_t i = 0; i < count; i++) {
+		const struct store_sum_entry *e = &q->entries[i];
+
+		at = stpcpy(at, i > 0 ? ",{\"name\":\"" : "{\"name\":\"");
+		at = stpcpy(at, e->name);       /* the registry holds valid names only: nothing to escape */
+		at = stpcpy(at, "\",\"current_sum\":");
+		if (e->not_integer) {
+			at = stpcpy(at, "null}");
+			continue;
+		}
+		at = stpcpy(at, quote);
+		at += decimal_format(at, e->sum);
+		at = stpcpy(at, quote);
+		at = stpcpy(at, "}");
+	}
+	/*
+	 * XXX: a page can be empty while more follow (names being created or
+	 * deleted at that moment, lib/store.h); then the cursor is given back
+	 * as it came, to be asked again (the store does not say where it stopped).
+	 */
+	if (q->more && (count > 0 || q->after[0] != '\0')) {
+		at = stpcpy(at, "],\"next\":\"");
+		at = stpcpy(at, count > 0 ? q->entries[count - 1].name : q->after);
+		at = stpcpy(at, "\"}");
+	} else {
+		at = stpcpy(at, "],\"next\":null}");
+	}
 	r->resp.status = 200;
 	r->resp.content_type = "application/json";
-	r->resp.body_ext = page.text;
-	r->resp.body_len = page.len;
+	r->resp.body_ext = body;
+	r->resp.body_len = (size_t)(at - body);
 }
+
+/* GET /abacus/sums: the sums that exist, "default" among them, in byte order of their names, a page at a time. */
+static void handle_get_sums(struct request *r)
+{
+	static struct store_sum_entry entries[STORE_LIST_LIMIT_MAX];
+	char cursor[SUMNAME_MAX + 1];
+	struct sum_request q = { .call = SUM_LIST, .after = cursor, .entries = entries };
+	struct store_result res;
+
+	if (!caller_or_problem(r, AUTH_ANY, NULL))
+		return;
+	if (!list_query_or_problem(r, cursor, &q.limit))
+		return;
+	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
+		return;
+	reply_listing(r, &q);
+}
+
 
 static void handle_healthz(struct request *r)
 {
@@ -346,7 +594,7 @@ static void handle_metrics(struct request *r)
 /* ---- routing ---- */
 
 struct route {
-	const char *path;
+	const char *path;                       /* the path; for a named sum's route, what follows the name */
 	enum metrics_endpoint endpoint;         /* its label in the metrics */
 	const char *allow;                      /* the Allow header for a 405 */
 	handler_fn handlers[HTTP_METHOD_COUNT]; /* NULL: method not allowed */
@@ -359,6 +607,8 @@ static const struct route routes[] = {
 	{ "/abacus/number", METRICS_EP_NUMBER, "POST", { [HTTP_POST] = handle_post_number } },
 	{ "/abacus/sum/ledger", METRICS_EP_LEDGER, "GET, HEAD",
 	  { [HTTP_GET] = handle_get_ledger, [HTTP_HEAD] = handle_get_ledger } },
+	{ "/abacus/sums", METRICS_EP_SUMS, "GET, HEAD",
+	  { [HTTP_GET] = handle_get_sums, [HTTP_HEAD] = handle_get_sums } },
 	{ "/healthz", METRICS_EP_HEALTHZ, "GET, HEAD",
 	  { [HTTP_GET] = handle_healthz, [HTTP_HEAD] = handle_healthz } },
 	{ "/readyz", METRICS_EP_READYZ, "GET, HEAD",
@@ -367,24 +617,86 @@ static const struct route routes[] = {
 	  { [HTTP_GET] = handle_metrics, [HTTP_HEAD] = handle_metrics } },
 };
 
+/* /abacus/sums/{name}<path>: the same handlers, on the sum r->sum_name. */
+#define NAMED_PREFIX "/abacus/sums/"
+static const struct route named_routes[] = {
+	{ "", METRICS_EP_NAMED_SUM, "GET, HEAD, PUT, DELETE",
+	  { [HTTP_GET] = handle_get_sum, [HTTP_HEAD] = handle_get_sum,
+	    [HTTP_PUT] = handle_put_sum, [HTTP_DELETE] = handle_delete_sum } },
+	{ "/number", METRICS_EP_NAMED_NUMBER, "POST", { [HTTP_POST] = handle_post_number } },
+	{ "/ledger", METRICS_EP_NAMED_LEDGER, "GET, HEAD",
+	  { [HTTP_GET] = handle_get_ledger, [HTTP_HEAD] = handle_get_ledger } },
+};
+
+static const struct route *route_of(const struct route *table, size_t n, const char *path, size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(table[i].path) == len && memcmp(table[i].path, path, len) == 0)
+			return &table[i];
+	return NULL;
+}
+
+/*
+ * A path under /abacus/sums/: the name is the segment after it, as the
+ * client sent it (REQUEST_URI, raw: lighttpd and nginx both pass it so; no
+ * percent-decoding, no dot-segment removal), and it must follow the name
+ * rules as it is.  So "%2F", "%41", ".", "..", a '/' (one segment too many),
+ * non-ASCII and the route words are 400 invalid-sum-name (docs/API.md, "Named
+ * sums"), never another sum.  Returns the route with r->sum_name set, or
+ * NULL with the problem set.  The method is checked first: a route's 405
+ * comes before its name's 400, as elsewhere it comes before everything.
+ */
+static const struct route *named_route_or_problem(struct request *r)
+{
+	const char *name = r->path + sizeof(NAMED_PREFIX) - 1, *end = r->path + r->path_len;
+	const char *slash = memchr(name, '/', (size_t)(end - name));
+	size_t len = (size_t)((slash != NULL ? slash : end) - name);
+	const struct route *route = route_of(named_routes, sizeof(named_routes) / sizeof(named_routes[0]),
+	                                     name + len, (size_t)(end - name - len));
+
+	if (route == NULL) {
+		http_problem(r, PROBLEM_INVALID_SUM_NAME, "a name is one path segment: /abacus/sums/{name}, "
+		             "/abacus/sums/{name}/number or /abacus/sums/{name}/ledger");
+		return NULL;
+	}
+	if (route->handlers[r->method] == NULL)
+		return route;
+	if (!sumname_valid(name, len)) {
+		http_problem(r, PROBLEM_INVALID_SUM_NAME, "a name is 1-64 characters of A-Z a-z 0-9 _ . -, the first a "
+		             "letter or digit, written as it is (no percent-encoding)");
+		return NULL;
+	}
+	if (sumname_is_reserved(name, len)) {
+		http_problem(r, PROBLEM_INVALID_SUM_NAME, "sum, sums, number and ledger are route words, not names");
+		return NULL;
+	}
+	memcpy(r->sum_name, name, len);
+	r->sum_name[len] = '\0';
+	return route;
+}
+
 /* The request pipeline: route, then the handler.  Returns the endpoint label. */
 static enum metrics_endpoint dispatch(struct request *r)
 {
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		const struct route *route = &routes[i];
+	const struct route *route = route_of(routes, sizeof(routes) / sizeof(routes[0]), r->path, r->path_len);
 
-		if (!http_path_is(r, route->path))
-			continue;
-		if (route->handlers[r->method] == NULL) {
-			http_problem(r, PROBLEM_METHOD_NOT_ALLOWED, "see the Allow header");
-			http_add_header(r, "Allow", route->allow);
-		} else {
-			route->handlers[r->method](r);
-		}
-		return route->endpoint;
+	if (route == NULL && r->path_len >= sizeof(NAMED_PREFIX) - 1 &&
+	    memcmp(r->path, NAMED_PREFIX, sizeof(NAMED_PREFIX) - 1) == 0) {
+		route = named_route_or_problem(r);
+		if (route == NULL)
+			return METRICS_EP_NAMED_SUM;    /* a bad name: the {name} route's */
 	}
-	http_problem(r, PROBLEM_NOT_FOUND, "no such route");
-	return METRICS_EP_OTHER;
+	if (route == NULL) {
+		http_problem(r, PROBLEM_NOT_FOUND, "no such route");
+		return METRICS_EP_OTHER;
+	}
+	if (route->handlers[r->method] == NULL) {
+		http_problem(r, PROBLEM_METHOD_NOT_ALLOWED, "see the Allow header");
+		http_add_header(r, "Allow", route->allow);
+	} else {
+		route->handlers[r->method](r);
+	}
+	return route->endpoint;
 }
 
 /* ---- FastCGI glue ---- */

@@ -20,6 +20,8 @@ static const char *const messages[BODY_ERR_COUNT] = {
 	[BODY_FIELD_DUPLICATE] = "must appear only once",
 	[BODY_FIELD_NOT_INTEGER] = "must be a JSON integer (no fraction, exponent, quotes)",
 	[BODY_FIELD_OUT_OF_RANGE] = "must be within [-9223372036854775808, 9223372036854775807]",
+	[BODY_FIELD_NOT_DECIMAL] = "must be a JSON integer, or a string of its canonical decimal (\"-12\": no "
+	                           "space, sign +, leading zero, fraction or escape)",
 };
 
 const char *body_strerror(enum body_err err)
@@ -40,7 +42,28 @@ static enum body_err int64_from_token(const char *token, size_t len, int64_t *ou
 	}
 }
 
+/* A string token ("..." with its quotes) holding a canonical decimal int64, and nothing else. */
+static enum body_err int64_from_string_token(const char *token, size_t len, int64_t *out)
+{
+	if (len < 2)
+		return BODY_FIELD_NOT_DECIMAL;
+	switch (decimal_parse_int64(token + 1, len - 2, DECIMAL_REFUSE_MINUS_ZERO, out)) {
+	case DECIMAL_OK:
+		return BODY_OK;
+	case DECIMAL_OUT_OF_RANGE:
+		return BODY_FIELD_OUT_OF_RANGE;
+	default:
+		return BODY_FIELD_NOT_DECIMAL;
+	}
+}
+
 enum body_err body_parse_int64_field(const char *buf, size_t len, const char *field, int64_t *out)
+{
+	return body_parse_int64_field_as(buf, len, field, BODY_INT64_NUMBER, out);
+}
+
+enum body_err body_parse_int64_field_as(const char *buf, size_t len, const char *field,
+                                        enum body_int64_form form, int64_t *out)
 {
 	struct json_member m;
 
@@ -58,8 +81,10 @@ enum body_err body_parse_int64_field(const char *buf, size_t len, const char *fi
 		return BODY_FIELD_MISSING;
 	if (m.count > 1)
 		return BODY_FIELD_DUPLICATE;
+	if (form == BODY_INT64_NUMBER_OR_STRING && m.type == JSON_TYPE_STRING)
+		return int64_from_string_token(m.value, m.len, out);
 	if (m.type != JSON_TYPE_INTEGER)
-		return BODY_FIELD_NOT_INTEGER;
+		return form == BODY_INT64_NUMBER_OR_STRING ? BODY_FIELD_NOT_DECIMAL : BODY_FIELD_NOT_INTEGER;
 	return int64_from_token(m.value, m.len, out);
 }
 
@@ -121,7 +146,9 @@ static size_t read_all(struct request *r, char *buf, size_t want)
 static bool parse_or_problem(struct request *r, const char *buf, size_t len, const char *field,
                              int64_t *out)
 {
-	enum body_err err = body_parse_int64_field(buf, len, field, out);
+	enum body_err err = body_parse_int64_field_as(buf, len, field,
+	                                              r->int64_as_string ? BODY_INT64_NUMBER_OR_STRING : BODY_INT64_NUMBER,
+	                                              out);
 
 	switch (err) {
 	case BODY_OK:

@@ -24,6 +24,7 @@ enum body_err {
 	BODY_FIELD_DUPLICATE,   /* the member appears more than once */
 	BODY_FIELD_NOT_INTEGER, /* string, boolean, null, fraction, exponent, ... */
 	BODY_FIELD_OUT_OF_RANGE,/* an integer outside int64 */
+	BODY_FIELD_NOT_DECIMAL, /* (string form) neither an integer nor a string of a canonical decimal */
 	BODY_ERR_COUNT
 };
 
@@ -38,6 +39,19 @@ const char *body_strerror(enum body_err err);
 enum body_err body_parse_int64_field(const char *buf, size_t len, const char *field, int64_t *out);
 
 /*
+ * How an int64 may be written: a JSON integer only (SPEC 2), or, with the
+ * opt-in ?int64=string (docs/API.md, "Numbers above 2^53"), also a JSON
+ * string holding its canonical decimal: "-"? digits, no leading zero, no
+ * "-0", no sign "+", no space, no escape.  Out of int64 either way is
+ * BODY_FIELD_OUT_OF_RANGE.
+ */
+enum body_int64_form { BODY_INT64_NUMBER, BODY_INT64_NUMBER_OR_STRING };
+
+/* body_parse_int64_field, in the given form. */
+enum body_err body_parse_int64_field_as(const char *buf, size_t len, const char *field,
+                                        enum body_int64_form form, int64_t *out);
+
+/*
  * True if a Content-Type names application/json (case-insensitive, parameters
  * such as charset allowed).  NULL or empty (no header) counts as JSON.
  */
@@ -47,8 +61,9 @@ bool body_media_type_is_json(const char *content_type);
 void body_set_limit(size_t max_bytes);
 
 /*
- * Reads the request body and parses `field` from it.  On failure it has
- * already set the problem response (411, 413, 415 or 400) and returns false.
+ * Reads the request body and parses `field` from it, in the string form too
+ * when r->int64_as_string.  On failure it has already set the problem
+ * response (411, 413, 415 or 400) and returns false.
  */
 bool body_int64_or_problem(struct request *r, const char *field, int64_t *out);
 

@@ -244,6 +244,27 @@ bool http_query_only(const struct request *r, const char *const *names)
 	return true;
 }
 
+bool http_int64_form_or_problem(struct request *r)
+{
+	const char *v;
+	size_t len;
+
+	switch (http_query_get(r, "int64", &v, &len)) {
+	case HTTP_QUERY_ABSENT:
+		return true;
+	case HTTP_QUERY_ONE:
+		if (len == 6 && memcmp(v, "string", 6) == 0) {
+			r->int64_as_string = true;
+			return true;
+		}
+		break;
+	case HTTP_QUERY_REPEATED:
+		break;
+	}
+	http_problem(r, PROBLEM_INVALID_QUERY, "int64 takes one value, string (int64 fields as JSON strings), once");
+	return false;
+}
+
 void http_add_header(struct request *r, const char *name, const char *value)
 {
 	struct response *resp = &r->resp;
@@ -360,7 +381,11 @@ void http_reply_json_int(struct request *r, int status, const char *before, int6
 	struct sink s = { r->resp.body, r->resp.body + sizeof(r->resp.body) - 1, false };
 
 	put_str(&s, before);
+	if (r->int64_as_string)
+		put_str(&s, "\"");
 	put_int(&s, v);
+	if (r->int64_as_string)
+		put_str(&s, "\"");
 	put_str(&s, after);
 	if (s.full)
 		s.at = r->resp.body;    /* cannot happen with the bodies we send; never half a body */

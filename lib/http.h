@@ -15,6 +15,7 @@
 
 #include "sha256.h"
 #include "store_status.h"
+#include "sumname.h"
 
 enum http_method {
 	HTTP_GET,
@@ -95,6 +96,8 @@ struct request {
 	const char *path;                       /* REQUEST_URI up to '?', not NUL-terminated */
 	size_t path_len;
 	char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the client's if sane, else generated */
+	char sum_name[SUMNAME_MAX + 1];         /* /abacus/sums/{name}...: the name, valid; else "" */
+	bool int64_as_string;                   /* ?int64=string: int64 fields as JSON strings */
 	struct caller caller;                   /* set by auth */
 	struct response resp;
 };
@@ -128,6 +131,14 @@ enum http_query { HTTP_QUERY_ABSENT, HTTP_QUERY_ONE, HTTP_QUERY_REPEATED };
 enum http_query http_query_get(const struct request *r, const char *name, const char **value, size_t *len);
 bool http_query_only(const struct request *r, const char *const *names);
 
+/*
+ * The opt-in string form of int64 (docs/API.md, "Numbers above 2^53"):
+ * ?int64=string sets r->int64_as_string; absent leaves it false; any other
+ * value, or the parameter twice, sets the 400 invalid-query problem and
+ * returns false.  Other parameters are not looked at.
+ */
+bool http_int64_form_or_problem(struct request *r);
+
 /* Adds a response header.  Values with CR/LF are dropped (never reflected). */
 void http_add_header(struct request *r, const char *name, const char *value);
 
@@ -138,7 +149,7 @@ void http_reply_json(struct request *r, int status, const char *fmt, ...)
 /*
  * Sets status and a JSON body of before, v in decimal, after: the replies on
  * the hot path, without printf (printf was 15 % of a GET's instructions in the
- * worker).
+ * worker).  With r->int64_as_string the decimal is a JSON string ("42").
  */
 void http_reply_json_int(struct request *r, int status, const char *before, int64_t v,
                          const char *after);

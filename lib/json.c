@@ -324,3 +324,63 @@ enum json_err json_scan_member(const char *buf, size_t len, const char *name, st
 	*out = sc.found;
 	return JSON_OK;
 }
+
+/* True if in[0..n) is one of names. */
+static bool name_in(const char *in, size_t n, const char *const *names)
+{
+	for (const char *const *k = names; *k != NULL; k++)
+		if (strlen(*k) == n && memcmp(*k, in, n) == 0)
+			return true;
+	return false;
+}
+
+static void emit(char *out, size_t *at, const char *from, size_t n)
+{
+	if (out != NULL)
+		memcpy(out + *at, from, n);
+	*at += n;
+}
+
+size_t json_quote_int_members(const char *in, size_t len, const char *const *names, char *out)
+{
+	size_t at = 0, i = 0;
+	const char *last = NULL;        /* the last string's contents, a member's name if ':' follows */
+	size_t last_len = 0;
+	bool quote_next = false;        /* after "name": of a member to quote */
+
+	while (i < len) {
+		char c = in[i];
+
+		if (c == '"') {
+			size_t start = ++i;
+
+			while (i < len && in[i] != '"')
+				i += in[i] == '\\' ? 2 : 1;
+			if (i > len)
+				i = len;
+			last = in + start;
+			last_len = i - start;
+			emit(out, &at, in + start - 1, i - start + (i < len ? 2 : 1));
+			i += i < len;
+			quote_next = false;
+		} else if (c == ':') {
+			quote_next = last != NULL && name_in(last, last_len, names);
+			emit(out, &at, in + i++, 1);
+		} else if (quote_next && (c == '-' || (c >= '0' && c <= '9'))) {
+			size_t start = i;
+
+			while (i < len && (in[i] == '-' || in[i] == '+' || in[i] == '.' || in[i] == 'e' || in[i] == 'E' ||
+			                   (in[i] >= '0' && in[i] <= '9')))
+				i++;
+			emit(out, &at, "\"", 1);
+			emit(out, &at, in + start, i - start);
+			emit(out, &at, "\"", 1);
+			quote_next = false;
+		} else {
+			if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+				quote_next = false;
+			emit(out, &at, in + i++, 1);
+		}
+	}
+	return at;
+}

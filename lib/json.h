@@ -59,4 +59,16 @@ struct json_member {
  */
 enum json_err json_scan_member(const char *buf, size_t len, const char *name, struct json_member *out);
 
+/*
+ * The opt-in string form of int64 for JSON this worker relays but does not
+ * build (the ledger's page, built by its Lua script): copies in[0..len) to
+ * out, with every number that is the value of a member named one of names
+ * (NULL-terminated; at any depth) wrapped in double quotes: "sum":-5 becomes
+ * "sum":"-5".  Strings are copied as they are, so a member name or number
+ * inside a string value is never touched.  in must be valid JSON (it is
+ * trusted output, not input).  out NULL: nothing is written, the length is
+ * only measured.  Returns the length of the result (len plus 2 per number).
+ */
+size_t json_quote_int_members(const char *in, size_t len, const char *const *names, char *out);
+
 #endif

@@ -139,8 +139,11 @@ bool ratelimit_refusal(int64_t reset_us, int64_t retry_us, struct ratelimit_budg
 
 /* ---- refusals remembered by this worker ---- */
 
+/* A budget's identity in the memo: "<limit_id>", or "<limit_id>/<scope>" (a scope holds no '/'). */
+#define MEMO_ID_MAX (sizeof(((struct caller *)0)->limit_id) + 1 + SUMNAME_MAX + 1)
+
 static struct memo {
-	char id[sizeof(((struct caller *)0)->limit_id)];
+	char id[MEMO_ID_MAX];
 	int64_t retry_at_us;    /* the earliest moment one request may pass */
 	int64_t reset_at_us;    /* the budget is full again */
 	int64_t trusted_until_us; /* answered here until then (RATELIMIT_MEMO_TRUST_US at most) */
@@ -164,11 +167,22 @@ static struct memo *memo_slot(const char *id)
 	return &memo[h % RATELIMIT_MEMO_SLOTS];
 }
 
-bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratelimit_budget *b)
+static const char *memo_id(const struct caller *c, const char *scope, char out[MEMO_ID_MAX])
 {
-	const struct memo *m = memo_slot(c->limit_id);
+	if (scope == NULL)
+		return c->limit_id;
+	snprintf(out, MEMO_ID_MAX, "%s/%.*s", c->limit_id, SUMNAME_MAX, scope);
+	return out;
+}
 
-	if (m->trusted_until_us <= now_us || strcmp(m->id, c->limit_id) != 0)
+bool ratelimit_refused_here(const struct caller *c, const char *scope, int64_t now_us,
+                            struct ratelimit_budget *b)
+{
+	char buf[MEMO_ID_MAX];
+	const char *id = memo_id(c, scope, buf);
+	const struct memo *m = memo_slot(id);
+
+	if (m->trusted_until_us <= now_us || strcmp(m->id, id) != 0)
 		return false;
 	if (!ratelimit_refusal(m->reset_at_us > now_us ? m->reset_at_us - now_us : 0,
 	                       m->retry_at_us - now_us, b))
@@ -177,15 +191,17 @@ bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratel
 	return true;
 }
 
-void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
+void ratelimit_remember_refusal(const struct caller *c, const char *scope, int64_t asked_at_us,
                                 const struct ratelimit_budget *b)
 {
-	struct memo *m = memo_slot(c->limit_id);
+	char buf[MEMO_ID_MAX];
+	const char *id = memo_id(c, scope, buf);
+	struct memo *m = memo_slot(id);
 
 	/* Only a refusal has a moment before which nothing can pass. */
 	if (!b->limited || b->retry_us <= 0 || c->limit_id[0] == '\0')
 		return;
-	snprintf(m->id, sizeof(m->id), "%s", c->limit_id);
+	snprintf(m->id, sizeof(m->id), "%s", id);
 	m->retry_at_us = asked_at_us + b->retry_us;
 	m->reset_at_us = asked_at_us + b->reset_us;
 	m->trusted_until_us = asked_at_us + (b->retry_us < RATELIMIT_MEMO_TRUST_US ? b->retry_us : RATELIMIT_MEMO_TRUST_US);

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "http.h"
 #include "store_status.h"
+#include "sumname.h"
 
 /* The limiter's verdict on one request. */
 struct ratelimit_budget {
@@ -65,6 +66,12 @@ void ratelimit_identify(struct request *r, const struct config *cfg);
  * worker's clock is not Redis's), and all are forgotten when the worker
  * reconnects (ratelimit_forget_refusals).  The answer's Retry-After is still
  * the full one Redis gave.  Times are CLOCK_MONOTONIC microseconds.
+ *
+ * scope names the budget within the caller's: NULL when one budget covers
+ * every sum (ABACUS_RATE_LIMIT_SCOPE=caller), the sum's name when each sum
+ * has its own (=sum; "" for the listing's).  A refusal is remembered for
+ * that caller and scope only: a caller refused on one sum is still asked
+ * about another, whose budget may be free.
  */
 #define RATELIMIT_MEMO_SLOTS 256
 #define RATELIMIT_MEMO_TRUST_US 1000000
@@ -72,14 +79,15 @@ void ratelimit_identify(struct request *r, const struct config *cfg);
 int64_t ratelimit_clock_us(void);
 
 /* True (and b filled as for a refusal) if c was refused and cannot pass yet at now_us. */
-bool ratelimit_refused_here(const struct caller *c, int64_t now_us, struct ratelimit_budget *b);
+bool ratelimit_refused_here(const struct caller *c, const char *scope, int64_t now_us,
+                            struct ratelimit_budget *b);
 
 /*
  * Remembers the refusal b (from the script) of c; asked_at_us: when the
  * request was sent, so that the remembered deadline is never later than
  * Redis's own.
  */
-void ratelimit_remember_refusal(const struct caller *c, int64_t asked_at_us,
+void ratelimit_remember_refusal(const struct caller *c, const char *scope, int64_t asked_at_us,
                                 const struct ratelimit_budget *b);
 
 /* Forgets every remembered refusal (a reconnection to Redis; tests). */

@@ -21,3 +21,13 @@ bool sumname_is_default(const char *s, size_t len)
 {
 	return len == sizeof(SUMNAME_DEFAULT) - 1 && memcmp(s, SUMNAME_DEFAULT, len) == 0;
 }
+
+bool sumname_is_reserved(const char *s, size_t len)
+{
+	static const char *const words[] = { "sum", "sums", "number", "ledger" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strlen(words[i]) == len && memcmp(s, words[i], len) == 0)
+			return true;
+	return false;
+}

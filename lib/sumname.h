@@ -23,4 +23,14 @@ bool sumname_valid(const char *s, size_t len);
 /* True when s[0..len) is "default": the original sum. */
 bool sumname_is_default(const char *s, size_t len);
 
+/*
+ * True when s[0..len) is one of the API's route words ("sum", "sums",
+ * "number", "ledger"; exactly, lower case).  Such a name follows the rules
+ * above and routing would not mistake it, but /abacus/sums/ledger reads as
+ * a typo of /abacus/sum/ledger and /abacus/sums/number/number as a mistake:
+ * the routes refuse these names (400 invalid-sum-name, docs/API.md "Named
+ * sums").  A name that merely contains one ("ledger-2024") is fine.
+ */
+bool sumname_is_reserved(const char *s, size_t len);
+
 #endif

@@ -125,6 +125,7 @@ START_TEST(test_http_store_outcome_maps_every_failure)
 		{ STORE_NOT_INTEGER, 500, "sum-not-integer" }, { STORE_RATE_LIMITED, 429, "rate-limited" },
 		{ STORE_UNAVAILABLE, 503, "redis-unavailable" }, { STORE_NOT_REPLICATED, 503, "not-replicated" },
 		{ STORE_OUTCOME_UNKNOWN, 503, "outcome-unknown" }, { STORE_FULL, 503, "redis-full" },
+		{ STORE_NOT_FOUND, 404, "sum-not-found" }, { STORE_TOO_MANY_SUMS, 409, "too-many-sums" },
 	};
 	const char *env[] = { NULL };
 	struct request r;
@@ -241,6 +242,37 @@ START_TEST(test_http_reply_json_int_is_exact_at_the_edges)
 }
 END_TEST
 
+/* ?int64=string: the reply's int64 as a JSON string; other values, or twice, a 400. */
+START_TEST(test_http_int64_string_form)
+{
+	const char *plain[] = { "REQUEST_URI=/abacus/sum?x=1", NULL };
+	const char *opted[] = { "REQUEST_URI=/abacus/sum?int64=string", NULL };
+	const char *bad[][2] = { { "REQUEST_URI=/abacus/sum?int64=number", NULL }, { "REQUEST_URI=/abacus/sum?int64=", NULL },
+	                         { "REQUEST_URI=/abacus/sum?int64", NULL },
+	                         { "REQUEST_URI=/abacus/sum?int64=string&int64=string", NULL },
+	                         { "REQUEST_URI=/abacus/sum?int64=STRING", NULL } };
+	struct request r;
+	size_t len;
+
+	init(&r, plain);
+	ck_assert(http_int64_form_or_problem(&r));
+	ck_assert(!r.int64_as_string);
+	http_reply_json_int(&r, 200, "{\"current_sum\":", 9007199254740996LL, "}");
+	ck_assert_str_eq(http_body(&r, &len), "{\"current_sum\":9007199254740996}");
+	init(&r, opted);
+	ck_assert(http_int64_form_or_problem(&r));
+	ck_assert(r.int64_as_string);
+	http_reply_json_int(&r, 200, "{\"current_sum\":", INT64_MIN, "}");
+	ck_assert_str_eq(http_body(&r, &len), "{\"current_sum\":\"-9223372036854775808\"}");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		init(&r, bad[i]);
+		ck_assert_msg(!http_int64_form_or_problem(&r), "%s: expected refused", bad[i][0]);
+		ck_assert_int_eq(r.resp.status, 400);
+		ck_assert(strstr(r.resp.body, "invalid-query") != NULL);
+	}
+}
+END_TEST
+
 START_TEST(test_http_head_is_complete_and_refuses_a_short_buffer)
 {
 	const char *env[] = { "HTTP_X_REQUEST_ID=req-1", NULL };
@@ -275,6 +307,7 @@ static Suite *http_suite(void)
 	tcase_add_test(core, test_http_reply_json_sets_length);
 	tcase_add_test(core, test_http_head_is_complete_and_refuses_a_short_buffer);
 	tcase_add_test(limits, test_http_reply_json_int_is_exact_at_the_edges);
+	tcase_add_test(core, test_http_int64_string_form);
 	tcase_add_loop_test(core, test_http_every_problem_has_status_slug_title, 0, PROBLEM_COUNT);
 	tcase_add_loop_test(limits, test_http_request_id_sanity, 0, sizeof(ids) / sizeof(ids[0]));
 	tcase_add_test(limits, test_http_request_id_length_limit);

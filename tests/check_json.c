@@ -173,6 +173,41 @@ START_TEST(test_json_limits_nesting_depth)
 }
 END_TEST
 
+/* The ledger's int64 members as strings (?int64=string), and nothing else. */
+START_TEST(test_json_quotes_only_the_named_int_members)
+{
+	static const char *const names[] = { "number", "sum", "was", NULL };
+	static const struct { const char *in, *want; } quoted[] = {
+		{ "{\"sum\":5}", "{\"sum\":\"5\"}" },
+		{ "{\"sum\":-9223372036854775808,\"last\":null}", "{\"sum\":\"-9223372036854775808\",\"last\":null}" },
+		{ "{\"sum\":null}", "{\"sum\":null}" },
+		{ "{\"entries\":[{\"id\":\"1-0\",\"op\":\"add\",\"number\":9007199254740996,\"sum\":1,\"was\":0}],"
+		  "\"next\":\"1-0\",\"sum\":1,\"last\":\"1-0\"}",
+		  "{\"entries\":[{\"id\":\"1-0\",\"op\":\"add\",\"number\":\"9007199254740996\",\"sum\":\"1\",\"was\":\"0\"}],"
+		  "\"next\":\"1-0\",\"sum\":\"1\",\"last\":\"1-0\"}" },
+		/* Other members, and names or numbers inside strings, are left alone. */
+		{ "{\"count\":5,\"sum\":1}", "{\"count\":5,\"sum\":\"1\"}" },
+		{ "{\"idempotency_key\":\"x\\\",\\\"sum\\\":5\",\"sum\":2}",
+		  "{\"idempotency_key\":\"x\\\",\\\"sum\\\":5\",\"sum\":\"2\"}" },
+		{ "{\"k\":\"sum\",\"v\":3}", "{\"k\":\"sum\",\"v\":3}" },
+		{ "{\"sum\" : 4}", "{\"sum\" : \"4\"}" },
+		{ "{\"a\\\\\":1,\"sum\":4}", "{\"a\\\\\":1,\"sum\":\"4\"}" },
+		{ "", "" },
+	};
+	char out[256];
+
+	for (size_t i = 0; i < sizeof(quoted) / sizeof(quoted[0]); i++) {
+		size_t n = json_quote_int_members(quoted[i].in, strlen(quoted[i].in), names, NULL);
+
+		ck_assert_msg(n == strlen(quoted[i].want), "%s: measured %zu, expected %zu", quoted[i].in, n,
+		              strlen(quoted[i].want));
+		memset(out, 0, sizeof(out));
+		ck_assert_int_eq(json_quote_int_members(quoted[i].in, strlen(quoted[i].in), names, out), n);
+		ck_assert_msg(strcmp(out, quoted[i].want) == 0, "%s: expected %s, got %s", quoted[i].in, quoted[i].want, out);
+	}
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
 	Suite *s = suite_create("json");
@@ -182,6 +217,7 @@ static Suite *json_suite(void)
 
 	tcase_add_loop_test(core, test_json_scans_table_row, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(limits, test_json_limits_nesting_depth);
+	tcase_add_test(core, test_json_quotes_only_the_named_int_members);
 	tcase_add_test(limits, test_json_reads_only_len_bytes);
 	tcase_add_test(errors, test_json_rejects_nul_byte_inside);
 	suite_add_tcase(s, core);

@@ -161,34 +161,57 @@ START_TEST(test_ratelimit_refusal_is_remembered_until_the_budget_can_free)
 	const int64_t t0 = 1000000000;
 
 	ratelimit_forget_refusals();
-	ck_assert(!ratelimit_refused_here(&alice, t0, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0, &b));
 	/* Redis said: one request may pass 2.5 s after it looked, the whole budget 30 s after. */
 	ck_assert(ratelimit_refusal(30000000, 2500000, &refused));
-	ratelimit_remember_refusal(&alice, t0, &refused);
+	ratelimit_remember_refusal(&alice, NULL, t0, &refused);
 	memset(&b, 0, sizeof(b));
-	ck_assert(ratelimit_refused_here(&alice, t0 + 1000, &b));
+	ck_assert(ratelimit_refused_here(&alice, NULL, t0 + 1000, &b));
 	ck_assert(b.limited && b.remaining == 0);
 	ck_assert_int_eq(b.retry_after_seconds, 3);                /* 2.499 s, rounded up */
 	ck_assert_int_eq(b.reset_seconds, 30);
 	ck_assert(b.remembered);
-	ck_assert(ratelimit_refused_here(&alice, t0 + 999999, &b));
+	ck_assert(ratelimit_refused_here(&alice, NULL, t0 + 999999, &b));
 	ck_assert_int_eq(b.retry_after_seconds, 2);                /* still the full delay Redis gave */
 	ck_assert_int_eq(b.reset_seconds, 30);
 	/* Trusted a second at most (a restarted Redis frees budgets), then Redis is asked again. */
-	ck_assert(!ratelimit_refused_here(&alice, t0 + 1000000, &b));
-	ck_assert(!ratelimit_refused_here(&alice, t0 + 2499999, &b));
-	ck_assert(!ratelimit_refused_here(&alice, t0 + 9000000, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 1000000, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 2499999, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 9000000, &b));
 	/* A shorter delay than that second is trusted only that long. */
 	ck_assert(ratelimit_refusal(30000000, 300000, &refused));
-	ratelimit_remember_refusal(&alice, t0, &refused);
-	ck_assert(ratelimit_refused_here(&alice, t0 + 299999, &b));
-	ck_assert(!ratelimit_refused_here(&alice, t0 + 300000, &b));
+	ratelimit_remember_refusal(&alice, NULL, t0, &refused);
+	ck_assert(ratelimit_refused_here(&alice, NULL, t0 + 299999, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 300000, &b));
 	/* Only the refused caller. */
-	ratelimit_remember_refusal(&alice, t0, &refused);
-	ck_assert(!ratelimit_refused_here(&bob, t0 + 1000, &b));
-	ck_assert(ratelimit_refused_here(&alice, t0 + 1000, &b));
+	ratelimit_remember_refusal(&alice, NULL, t0, &refused);
+	ck_assert(!ratelimit_refused_here(&bob, NULL, t0 + 1000, &b));
+	ck_assert(ratelimit_refused_here(&alice, NULL, t0 + 1000, &b));
 	ratelimit_forget_refusals();
-	ck_assert(!ratelimit_refused_here(&alice, t0 + 1000, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 1000, &b));
+}
+END_TEST
+
+/* Per-sum budgets (ABACUS_RATE_LIMIT_SCOPE=sum): a refusal on one sum is not one on another. */
+START_TEST(test_ratelimit_refusal_on_one_sum_is_not_one_on_another)
+{
+	struct caller alice = { .key_id = "aaaaaaaa", .limit_id = "k:aaaaaaaa" };
+	struct ratelimit_budget refused, b;
+	const int64_t t0 = 7000000;
+
+	ratelimit_forget_refusals();
+	ck_assert(ratelimit_refusal(30000000, 2500000, &refused));
+	ratelimit_remember_refusal(&alice, "a", t0, &refused);
+	ck_assert(ratelimit_refused_here(&alice, "a", t0 + 1, &b));
+	ck_assert(!ratelimit_refused_here(&alice, "b", t0 + 1, &b));
+	ck_assert(!ratelimit_refused_here(&alice, "", t0 + 1, &b));
+	ck_assert(!ratelimit_refused_here(&alice, NULL, t0 + 1, &b));
+	/* ... and the caller-wide budget's refusal is not one sum's. */
+	ratelimit_forget_refusals();
+	ratelimit_remember_refusal(&alice, NULL, t0, &refused);
+	ck_assert(ratelimit_refused_here(&alice, NULL, t0 + 1, &b));
+	ck_assert(!ratelimit_refused_here(&alice, "a", t0 + 1, &b));
+	ratelimit_forget_refusals();
 }
 END_TEST
 
@@ -208,22 +231,22 @@ START_TEST(test_ratelimit_remembered_refusals_never_leak_between_callers)
 	}
 	/* Only the first half refused: none of the others may ever be answered 429 here. */
 	for (int i = 0; i < 3 * RATELIMIT_MEMO_SLOTS / 2; i++)
-		ratelimit_remember_refusal(&callers[i], t0, &refused);
+		ratelimit_remember_refusal(&callers[i], NULL, t0, &refused);
 	for (int i = 3 * RATELIMIT_MEMO_SLOTS / 2; i < 3 * RATELIMIT_MEMO_SLOTS; i++)
-		ck_assert_msg(!ratelimit_refused_here(&callers[i], t0 + 1, &b), "%s", callers[i].limit_id);
+		ck_assert_msg(!ratelimit_refused_here(&callers[i], NULL, t0 + 1, &b), "%s", callers[i].limit_id);
 	for (int i = 0; i < 3 * RATELIMIT_MEMO_SLOTS / 2; i++)
-		refused_count += ratelimit_refused_here(&callers[i], t0 + 1, &b);
+		refused_count += ratelimit_refused_here(&callers[i], NULL, t0 + 1, &b);
 	/* Some share a slot and were pushed out (asked again), most are remembered. */
 	ck_assert_int_gt(refused_count, RATELIMIT_MEMO_SLOTS / 2);
 	ck_assert_int_le(refused_count, RATELIMIT_MEMO_SLOTS);
 	/* An admission is not a refusal; a caller without identity is never remembered. */
 	ratelimit_forget_refusals();
 	ck_assert(ratelimit_admitted(0, 60, &b));
-	ratelimit_remember_refusal(&callers[0], t0, &b);
-	ck_assert(!ratelimit_refused_here(&callers[0], t0 + 1, &b));
+	ratelimit_remember_refusal(&callers[0], NULL, t0, &b);
+	ck_assert(!ratelimit_refused_here(&callers[0], NULL, t0 + 1, &b));
 	callers[1].limit_id[0] = '\0';
-	ratelimit_remember_refusal(&callers[1], t0, &refused);
-	ck_assert(!ratelimit_refused_here(&callers[1], t0 + 1, &b));
+	ratelimit_remember_refusal(&callers[1], NULL, t0, &refused);
+	ck_assert(!ratelimit_refused_here(&callers[1], NULL, t0 + 1, &b));
 	ck_assert_int_gt(ratelimit_clock_us(), 0);
 }
 END_TEST
@@ -244,6 +267,7 @@ static Suite *ratelimit_suite(void)
 	tcase_add_test(core, test_ratelimit_headers);
 	tcase_add_test(core, test_ratelimit_ipv6_callers_count_as_their_network);
 	tcase_add_test(core, test_ratelimit_refusal_is_remembered_until_the_budget_can_free);
+	tcase_add_test(core, test_ratelimit_refusal_on_one_sum_is_not_one_on_another);
 	tcase_add_test(limits, test_ratelimit_remembered_refusals_never_leak_between_callers);
 	tcase_add_test(limits, test_ratelimit_all_trusted_hops_fall_back_to_peer);
 	tcase_add_test(errors, test_ratelimit_forged_forwarded_for_is_ignored);
