@@ -90,7 +90,7 @@ check_match "the default sum's audit finds no addition of its own in a named sum
   --api-key "$KEY" --verify >"$TMP/sums-moved.out" 2>&1 &
 load=$!
 sleep 1
-req POST "$B/abacus/sums/moved-2/number" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d '{"number": 1000}'
+req POST "$B/abacus/sums/moved-2/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: behind-its-back-$RANDOM" -H 'Content-Type: application/json' -d '{"number": 1000}'
 check "a named sum moved by someone else: the POST was applied" 200 "$STATUS"
 wait "$load"
 check "a named sum moved by someone else: exit 1" 1 "$?"
