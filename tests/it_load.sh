@@ -85,6 +85,15 @@ audit_run "the default sum, with the named sums' CSV" "$A" "$KEY" "$TMP/sums.csv
 check_match "the default sum's audit finds no addition of its own in a named sums' CSV" \
   'could not audit: no addition with an Idempotency-Key in' "$AUDIT_LINE"
 
+# A deleted sum's ledger holds a "delete" entry (was: the sum before, 0 after), and
+# the chain goes on through it when the name is written again.
+req DELETE "$A/abacus/sums/mixed-3" -H "X-API-Key: $KEY"
+check "DELETE of a named sum" 200 "$STATUS"
+req POST "$B/abacus/sums/mixed-3/number" -H "X-API-Key: $KEY" -H "Idempotency-Key: after-delete-$RANDOM" \
+  -H 'Content-Type: application/json' -d '{"number": 42}'
+check "the name written again starts from 0" "200 42" "$STATUS $(json current_sum)"
+AUDIT_SUM=mixed-3 audit_ok "named sum mixed-3, deleted and written again" "$A" "$KEY" "$TMP/sums.csv"
+
 # ---- --verify names the named sum moved behind its back ----
 "$LOAD" --target "$A" --sums 4 --sum-prefix moved --requests 1200 --concurrency 4 --rate 400 --idempotency \
   --api-key "$KEY" --verify >"$TMP/sums-moved.out" 2>&1 &
