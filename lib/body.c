@@ -20,8 +20,7 @@ static const char *const messages[BODY_ERR_COUNT] = {
 	[BODY_FIELD_DUPLICATE] = "must appear only once",
 	[BODY_FIELD_NOT_INTEGER] = "must be a JSON integer (no fraction, exponent, quotes)",
 	[BODY_FIELD_OUT_OF_RANGE] = "must be within [-9223372036854775808, 9223372036854775807]",
-	[BODY_FIELD_NOT_DECIMAL] = "must be a JSON integer, or a string of its canonical decimal (\"-12\": no "
-	                           "space, sign +, leading zero, fraction or escape)",
+	[BODY_FIELD_NOT_DECIMAL] = "must be a JSON integer or a string of its canonical decimal (no space, +, leading zero, fraction, escape)",
 };
 
 const char *body_strerror(enum body_err err)

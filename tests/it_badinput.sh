@@ -2,7 +2,8 @@
 # Bad input through lighttpd (tests/bad_input.py holds the table, one case a
 # line): every answer the case's own status (a problem+json one when a worker
 # answers), none left hanging; afterwards the sum is unchanged, no worker
-# crashed (same pids), and every worker still serves (each one adds).
+# crashed (same pids), Redis holds the same keys (no bad name of a sum created
+# one), and every worker still serves (each one adds).
 set -u
 . "$(dirname "$0")/lib.sh"
 suite_init badinput
@@ -13,8 +14,11 @@ req PUT "$A/abacus/sum" -H "X-API-Key: $KEY" -H 'Content-Type: application/json'
 pids_before=$(worker_pids "$P1" | tr '\n' ' ')
 check_match "3 workers found" '^[0-9]+ [0-9]+ [0-9]+ $' "$pids_before"
 
+keys_before=$(redis-cli -p "$RPORT" --scan | sort | tr '\n' ' ')
 python3 "$ROOT/tests/bad_input.py" "$P1" "$KEY" >"$TMP/cases.out" 2>&1
 check "every malformed request got the expected refusal" 0 "$?"
+# None of them reaches Redis (bad names of sums included): the same keys, none of a named sum.
+check "Redis has the same keys after every case" "$keys_before" "$(redis-cli -p "$RPORT" --scan | sort | tr '\n' ' ')"
 grep '^FAIL' "$TMP/cases.out"
 cases=$(sed -n 's/^\([0-9]*\) cases$/\1/p' "$TMP/cases.out")
 check_true "at least 60 cases ($cases)" test "${cases:-0}" -ge 60
