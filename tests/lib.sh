@@ -321,9 +321,10 @@ record_addition() {
 # end at URL with KEY (an admin key where the stack has admin keys) and the
 # CSVs; prints its summary line, indented, after NAME.  Sets AUDIT_RC (0 OK,
 # 1 FAILED, 2 could not audit), AUDIT_OUT (all it printed) and AUDIT_LINE
-# (its summary line).
+# (its summary line).  AUDIT_SUM=NAME audits that named sum's ledger (--sum).
 audit_run() {
   local name=$1 url=$2 key=$3 c args=(); shift 3
+  [ -z "${AUDIT_SUM:-}" ] || args+=(--sum "$AUDIT_SUM")
   for c in "$@"; do args+=(--load-csv "$c"); done
   AUDIT_OUT=$("$ROOT/tools/abacus-audit" --url "$url" --api-key "$key" "${args[@]}" 2>&1)
   AUDIT_RC=$?

@@ -2,10 +2,12 @@
  * abacus-load — a load generator for abacus that checks what it measures.
  *
  * Concurrent POST /abacus/number (and, with --get-ratio, GET /abacus/sum)
- * over one or more front ends, on libcurl's multi interface.  With
- * --idempotency every addition carries its own Idempotency-Key and a failed
- * one is retried with the same key, so --verify can check that the sum moved
- * by exactly the deltas that were acknowledged.  See docs/LOAD.md.
+ * over one or more front ends, on libcurl's multi interface; with --sums N
+ * the same over N named sums (POST /abacus/sums/{name}/number, GET
+ * /abacus/sums/{name}).  With --idempotency every addition carries its own
+ * Idempotency-Key and a failed one is retried with the same key on the same
+ * sum, so --verify can check that each sum moved by exactly the deltas that
+ * were acknowledged.  See docs/LOAD.md.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -24,6 +26,8 @@
 #define MAX_TARGETS 16
 #define DEFAULT_MAX_RETRIES 20
 #define STATUS_SLOTS 600
+#define MAX_SUMS 100000                 /* --sums: at most this many named sums */
+#define SUMNAME_MAX 64                  /* the service's name rules (lib/sumname.h) */
 
 struct options {
 	const char *targets[MAX_TARGETS];
@@ -40,6 +44,8 @@ struct options {
 	double get_ratio;
 	double timeout_s;
 	int max_retries;                /* attempts after the first, per request */
+	long sums;                      /* named sums to spread over; 0: the original sum */
+	const char *sum_prefix;         /* their names: <prefix>-<i> */
 };
 
 /* One logical request (an addition or a read) and its retries. */
@@ -48,6 +54,7 @@ struct job {
 	bool is_get;
 	int64_t delta;
 	int target;
+	long sum;                       /* 0..sums-1 (0 without --sums); kept across retries */
 	int attempts;
 	double first_start;             /* for the latency of the whole job */
 };
@@ -61,15 +68,17 @@ struct slot {
 	bool busy;
 	double attempt_start;
 	double not_before;              /* retry backoff */
-	char url[512];
+	char url[640];
 	char body[64];
 	char key_header[128];
 	char errbuf[CURL_ERROR_SIZE];
+	char reply[256];                /* the answer's first bytes (a problem's type) */
+	size_t reply_len;
 };
 
 static struct options opt = {
 	.requests = 1000, .concurrency = 16, .delta_min = 1, .delta_max = 1, .timeout_s = 10,
-	.max_retries = DEFAULT_MAX_RETRIES,
+	.max_retries = DEFAULT_MAX_RETRIES, .sum_prefix = "load",
 };
 static char run_id[32];
 static uint64_t rng_state;
@@ -84,6 +93,7 @@ static double *latencies;               /* ms, one per finished job */
 static long finished, succeeded, failed, retries, issued;
 static long status_count[STATUS_SLOTS + 1]; /* index 0: transport error */
 static __int128 acknowledged_delta;     /* sum of deltas of 200 additions */
+static __int128 *sum_acknowledged;      /* the same per named sum (--sums) */
 static FILE *csv;
 
 static double now_s(void)
@@ -132,12 +142,15 @@ static void usage(FILE *out)
 	      "  --idempotency         send an Idempotency-Key; retry failures with the same key\n"
 	      "  --api-key K           X-API-Key\n"
 	      "  --delta-range A:B     random signed deltas in [A, B] (default 1:1)\n"
-	      "  --get-ratio F         share of GET /abacus/sum among the requests (default 0)\n"
-	      "  --verify              read the sum before and after; exit 1 unless it moved by\n"
+	      "  --get-ratio F         share of GETs of the sum among the requests (default 0)\n"
+	      "  --sums N              spread the requests over N named sums, <prefix>-0 .. <prefix>-(N-1)\n"
+	      "                        (/abacus/sums/{name}...; default 0: the original /abacus/number, /abacus/sum)\n"
+	      "  --sum-prefix P        the named sums' prefix (default load)\n"
+	      "  --verify              read the sum (each sum) before and after; exit 1 unless it moved by\n"
 	      "                        exactly the acknowledged deltas\n"
 	      "  --metrics-url URL     poll this /metrics every second into metrics_snapshots.txt\n"
 	      "  --out-csv FILE        one line per attempt: timestamp,worker_id,target,status,latency_ms,error,\n"
-	      "                        method,idempotency_key,delta\n"
+	      "                        method,idempotency_key,delta,sum\n"
 	      "  --timeout S           per-attempt timeout in seconds (default 10)\n"
 	      "  --max-retries N       retries per request with --idempotency (default 20; back-off\n"
 	      "                        0.05 s x attempt, at most 1 s)\n", out);
@@ -156,6 +169,50 @@ static bool parse_int64(const char *s, int64_t *out)
 	return true;
 }
 
+static bool is_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * The prefix makes valid names (the service's rules, docs/API.md "Named
+ * sums": 1-64 of A-Z a-z 0-9 _ . -, the first a letter or a digit) up to the
+ * longest, <prefix>-<sums-1>: a bad one is refused here rather than by every
+ * request of the run.
+ */
+static bool sum_prefix_ok(void)
+{
+	const char *p = opt.sum_prefix;
+	char last[32];
+	int digits = snprintf(last, sizeof(last), "%ld", opt.sums > 0 ? opt.sums - 1 : 0);
+
+	if (!is_alnum(p[0])) {
+		fprintf(stderr, "abacus-load: --sum-prefix '%s' must start with a letter or a digit\n", p);
+		return false;
+	}
+	for (size_t i = 1; p[i] != '\0'; i++) {
+		if (!is_alnum(p[i]) && p[i] != '_' && p[i] != '.' && p[i] != '-') {
+			fprintf(stderr, "abacus-load: --sum-prefix '%s' may hold only A-Z a-z 0-9 _ . -\n", p);
+			return false;
+		}
+	}
+	if (strlen(p) + 1 + (size_t)digits > SUMNAME_MAX) {
+		fprintf(stderr, "abacus-load: --sum-prefix '%s' makes names longer than %d characters\n", p,
+		        SUMNAME_MAX);
+		return false;
+	}
+	return true;
+}
+
+/* The name of sum i: "default" without --sums (the original routes), else <prefix>-<i>. */
+static const char *sum_name(long i, char *buf, size_t len)
+{
+	if (opt.sums == 0)
+		return "default";
+	snprintf(buf, len, "%s-%ld", opt.sum_prefix, i);
+	return buf;
+}
+
 static bool parse_args(int argc, char **argv)
 {
 	static const struct option longs[] = {
@@ -166,7 +223,8 @@ static bool parse_args(int argc, char **argv)
 		{ "metrics-url", required_argument, NULL, 'm' }, { "out-csv", required_argument, NULL, 'o' },
 		{ "verify", no_argument, NULL, 'v' }, { "delta-range", required_argument, NULL, 'd' },
 		{ "get-ratio", required_argument, NULL, 'g' }, { "timeout", required_argument, NULL, 'T' },
-		{ "max-retries", required_argument, NULL, 'R' },
+		{ "max-retries", required_argument, NULL, 'R' }, { "sums", required_argument, NULL, 'S' },
+		{ "sum-prefix", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -202,11 +260,22 @@ static bool parse_args(int argc, char **argv)
 				return false;
 			break;
 		}
+		case 'S':
+			/* Digits only: no sign, space or leading zero (STYLE.md, "Integers"). */
+			opt.sums = strtol(optarg, &end, 10);
+			if (optarg[0] == '\0' || strspn(optarg, "0123456789") != strlen(optarg) ||
+			    (optarg[0] == '0' && optarg[1] != '\0') || strlen(optarg) > 6 || opt.sums > MAX_SUMS) {
+				fprintf(stderr, "abacus-load: --sums wants a whole number from 0 to %d, not '%s'\n",
+				        MAX_SUMS, optarg);
+				return false;
+			}
+			break;
+		case 'P': opt.sum_prefix = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: return false;
 		}
 	}
-	return opt.target_count > 0 && optind == argc;
+	return opt.target_count > 0 && optind == argc && sum_prefix_ok();
 }
 
 /* ---- a blocking GET for --verify ---- */
@@ -215,6 +284,20 @@ struct buffer {
 	char data[65536];
 	size_t len;
 };
+
+/* Keeps the first bytes of an answer in its slot. */
+static size_t collect_slot(char *p, size_t size, size_t n, void *ctx)
+{
+	struct slot *s = ctx;
+	size_t k = size * n;
+
+	if (k > sizeof(s->reply) - 1 - s->reply_len)
+		k = sizeof(s->reply) - 1 - s->reply_len;
+	memcpy(s->reply + s->reply_len, p, k);
+	s->reply_len += k;
+	s->reply[s->reply_len] = '\0';
+	return size * n;
+}
 
 static size_t collect(char *p, size_t size, size_t n, void *ctx)
 {
@@ -231,39 +314,103 @@ static size_t collect(char *p, size_t size, size_t n, void *ctx)
 	return size * n;
 }
 
-static bool read_sum(const char *base, int64_t *out)
+/* A blocking reader: one easy handle, reused for every sum (one connection). */
+static CURL *reader_new(void)
 {
 	CURL *e = curl_easy_init();
+
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(opt.timeout_s * 1000));
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	return e;
+}
+
+/*
+ * Reads sum i through base into *out: GET /abacus/sum, or with --sums GET
+ * /abacus/sums/{name}, where a never-written sum (404 sum-not-found) reads
+ * 0.  A transport error, 408, 429 or 5xx is tried again (50 times, 0.2 s
+ * apart: a failover may be under way); any other answer fails at once.  On
+ * failure says why on stderr.
+ */
+static bool read_sum(CURL *e, const char *base, long i, int64_t *out)
+{
 	struct curl_slist *h = NULL;
 	struct buffer *b = calloc(1, sizeof(*b));
-	char url[512], hdr[300];
+	char url[640], hdr[300], name[SUMNAME_MAX + 1];
 	long code = 0;
-	bool ok = false;
-	const char *p;
+	bool ok = false, again = true;
+	CURLcode rc = CURLE_OK;
 
-	snprintf(url, sizeof(url), "%s/abacus/sum", base);
+	if (b == NULL)
+		return false;
+	if (opt.sums == 0)
+		snprintf(url, sizeof(url), "%s/abacus/sum", base);
+	else
+		snprintf(url, sizeof(url), "%s/abacus/sums/%s", base, sum_name(i, name, sizeof(name)));
 	if (opt.api_key != NULL) {
 		snprintf(hdr, sizeof(hdr), "X-API-Key: %s", opt.api_key);
 		h = curl_slist_append(h, hdr);
 	}
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(opt.timeout_s * 1000));
-	for (int attempt = 0; attempt < 50 && !ok; attempt++) {
+	for (int attempt = 0; attempt < 50 && !ok && again; attempt++) {
+		const char *p;
+
 		b->len = 0;
-		if (curl_easy_perform(e) == CURLE_OK && curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
-		    code == 200 && (p = strstr(b->data, "\"current_sum\":")) != NULL) {
-			*out = strtoll(p + 14, NULL, 10);
+		b->data[0] = '\0';
+		code = 0;
+		rc = curl_easy_perform(e);
+		if (rc == CURLE_OK)
+			curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+		if (code == 200 && (p = strstr(b->data, "\"current_sum\"")) != NULL) {
+			p += strlen("\"current_sum\"");
+			p += strspn(p, " \t");
+			*out = strtoll(p + (*p == ':'), NULL, 10);
 			ok = true;
+		} else if (code == 404 && opt.sums > 0 && strstr(b->data, "sum-not-found") != NULL) {
+			*out = 0;
+			ok = true;
+		} else if (code >= 400 && code < 500 && code != 408 && code != 429) {
+			again = false;
 		} else {
 			usleep(200000);
 		}
 	}
+	if (!ok && rc != CURLE_OK)
+		fprintf(stderr, "abacus-load: GET %s: %s\n", url, curl_easy_strerror(rc));
+	else if (!ok)
+		fprintf(stderr, "abacus-load: GET %s answered %ld: %.300s\n", url, code, b->data);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
 	curl_slist_free_all(h);
-	curl_easy_cleanup(e);
 	free(b);
+	return ok;
+}
+
+/*
+ * Reads every sum (one, or --sums N) into sums[] through base; false (said
+ * on stderr) if one could not be read.
+ */
+static bool read_sums(const char *base, int64_t *sums, const char *when)
+{
+	CURL *e = reader_new();
+	bool ok = true;
+	long n = opt.sums > 0 ? opt.sums : 1;
+
+	for (long i = 0; i < n && ok; i++) {
+		ok = read_sum(e, base, i, &sums[i]);
+		if (!ok) {
+			char name[SUMNAME_MAX + 1];
+
+			if (opt.sums == 0)
+				fprintf(stderr, "abacus-load: cannot read the sum %s the run\n", when);
+			else
+				fprintf(stderr, "abacus-load: cannot read the sum %s %s the run\n",
+				        sum_name(i, name, sizeof(name)), when);
+		}
+	}
+	curl_easy_cleanup(e);
 	return ok;
 }
 
@@ -282,6 +429,16 @@ static bool next_job(struct job *job)
 	memset(job, 0, sizeof(*job));
 	job->index = issued;
 	job->target = (int)(issued % opt.target_count);
+	if (opt.sums > 0) {
+		/*
+		 * The sums in turn; the front ends in turn too, shifted by one at
+		 * each pass over the sums, so that every sum is reached through
+		 * every front end (with 2 front ends and an even N a sum would
+		 * otherwise always start on the same one).
+		 */
+		job->sum = issued % opt.sums;
+		job->target = (int)((issued + issued / opt.sums) % opt.target_count);
+	}
 	job->is_get = opt.get_ratio > 0 && (double)(rng_next() >> 11) / 9007199254740992.0 < opt.get_ratio;
 	job->delta = job->is_get ? 0 : random_delta();
 	job->first_start = now_s();
@@ -302,10 +459,16 @@ static void start_attempt(CURLM *multi, struct slot *s)
 		s->headers = curl_slist_append(s->headers, h);
 	}
 	curl_easy_reset(s->easy);
-	if (j->is_get) {
-		snprintf(s->url, sizeof(s->url), "%s/abacus/sum", opt.targets[j->target]);
+	if (opt.sums > 0) {
+		char name[SUMNAME_MAX + 1];
+
+		/* The same sum on every attempt: keys are scoped by sum (on another it is another request). */
+		snprintf(s->url, sizeof(s->url), "%s/abacus/sums/%s%s", opt.targets[j->target],
+		         sum_name(j->sum, name, sizeof(name)), j->is_get ? "" : "/number");
 	} else {
-		snprintf(s->url, sizeof(s->url), "%s/abacus/number", opt.targets[j->target]);
+		snprintf(s->url, sizeof(s->url), "%s/abacus/%s", opt.targets[j->target], j->is_get ? "sum" : "number");
+	}
+	if (!j->is_get) {
 		snprintf(s->body, sizeof(s->body), "{\"number\": %" PRId64 "}", j->delta);
 		s->headers = curl_slist_append(s->headers, "Content-Type: application/json");
 		if (opt.idempotency) {
@@ -317,8 +480,10 @@ static void start_attempt(CURLM *multi, struct slot *s)
 	s->errbuf[0] = '\0';
 	curl_easy_setopt(s->easy, CURLOPT_URL, s->url);
 	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
-	curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, NULL);
+	s->reply_len = 0;
+	s->reply[0] = '\0';
+	curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, collect_slot);
+	curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(opt.timeout_s * 1000));
 	curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
 	curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
@@ -331,6 +496,8 @@ static void start_attempt(CURLM *multi, struct slot *s)
 
 static void write_csv(const struct slot *s, long code, double latency_ms, const char *error)
 {
+	char name[SUMNAME_MAX + 1];
+
 	if (csv == NULL)
 		return;
 	fprintf(csv, "%.6f,%d,%s,%ld,%.3f,", wall_s(), s->id, opt.targets[s->job.target], code, latency_ms);
@@ -343,13 +510,17 @@ static void write_csv(const struct slot *s, long code, double latency_ms, const 
 			fputc(*p, csv);
 	}
 	fputc('"', csv);
-	/* What was sent: the audit (tools/abacus-audit --load-csv) matches it with the ledger. */
+	/*
+	 * What was sent, and to which sum: the audit (tools/abacus-audit
+	 * --load-csv, --sum) matches it with that sum's ledger.
+	 */
 	if (s->job.is_get)
-		fputs(",GET,,\n", csv);
+		fputs(",GET,,,", csv);
 	else if (opt.idempotency)
-		fprintf(csv, ",POST,%s-%ld,%" PRId64 "\n", run_id, s->job.index, s->job.delta);
+		fprintf(csv, ",POST,%s-%ld,%" PRId64 ",", run_id, s->job.index, s->job.delta);
 	else
-		fprintf(csv, ",POST,,%" PRId64 "\n", s->job.delta);
+		fprintf(csv, ",POST,,%" PRId64 ",", s->job.delta);
+	fprintf(csv, "%s\n", sum_name(s->job.sum, name, sizeof(name)));
 }
 
 /* A failed attempt is retried only with --idempotency (else a retry could add twice). */
@@ -363,10 +534,14 @@ static void finish_job(struct slot *s, long code)
 	struct job *j = &s->job;
 
 	latencies[finished++] = (now_s() - j->first_start) * 1000.0;
-	if (code == 200) {
+	/* A named sum never written answers 404 sum-not-found: a right answer, not a failure. */
+	if (code == 200 || (code == 404 && j->is_get && opt.sums > 0 && strstr(s->reply, "sum-not-found") != NULL)) {
 		succeeded++;
-		if (!j->is_get)
+		if (!j->is_get) {
 			acknowledged_delta += j->delta;
+			if (sum_acknowledged != NULL)
+				sum_acknowledged[j->sum] += j->delta;
+		}
 	} else {
 		failed++;
 	}
@@ -464,7 +639,7 @@ static void progress(double started, bool final)
 		return;
 	last = t;
 	fprintf(stderr, "\r%ld/%ld done  %.0f req/s  %ld errors  %ld retries   %s", finished, opt.requests,
-	        finished / fmax(t - started, 1e-9), failed, retries, final ? "\n" : "");
+	        (double)finished / fmax(t - started, 1e-9), failed, retries, final ? "\n" : "");
 	fflush(stderr);
 }
 
@@ -504,12 +679,11 @@ static void run(void)
 		for (int i = 0; i < opt.concurrency; i++) {
 			struct slot *s = &slots[i];
 
-			if (s->busy && s->attempt_start < 0 && t >= s->not_before) {
-				start_attempt(multi, s);            /* a retry */
-			} else if (!s->busy && (opt.rate <= 0 || t >= started + (double)issued / opt.rate) &&
-			           next_job(&s->job)) {
+			bool retry = s->busy && s->attempt_start < 0 && t >= s->not_before;
+
+			if (retry || (!s->busy && (opt.rate <= 0 || t >= started + (double)issued / opt.rate) &&
+			              next_job(&s->job)))
 				start_attempt(multi, s);
-			}
 		}
 		poll_metrics(multi, t);
 		curl_multi_perform(multi, &running);
@@ -537,8 +711,12 @@ static void run(void)
 		double elapsed = now_s() - started;
 
 		qsort(latencies, (size_t)finished, sizeof(double), compare_double);
-		printf("requests: %ld in %.2f s = %.0f req/s  (concurrency %d, %d target%s)\n", finished, elapsed,
-		       finished / elapsed, opt.concurrency, opt.target_count, opt.target_count > 1 ? "s" : "");
+		char over[48] = "";
+
+		if (opt.sums > 0)
+			snprintf(over, sizeof(over), ", %ld named sum%s", opt.sums, opt.sums > 1 ? "s" : "");
+		printf("requests: %ld in %.2f s = %.0f req/s  (concurrency %d, %d target%s%s)\n", finished, elapsed,
+		       (double)finished / elapsed, opt.concurrency, opt.target_count, opt.target_count > 1 ? "s" : "", over);
 		printf("latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", percentile(50), percentile(90),
 		       percentile(99), finished ? latencies[finished - 1] : 0.0);
 		printf("statuses (every attempt):");
@@ -566,9 +744,63 @@ static void run(void)
 	curl_multi_cleanup(multi);
 }
 
+/* Prints the int128 v in decimal (the expected sum may be beyond int64). */
+static const char *i128_str(__int128 v, char *buf, size_t len)
+{
+	char tmp[48];
+	size_t n = 0;
+	unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+
+	do {
+		tmp[n++] = (char)('0' + (int)(u % 10));
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		tmp[n++] = '-';
+	for (size_t i = 0; i < n && i + 1 < len; i++)
+		buf[i] = tmp[n - 1 - i];
+	buf[n < len ? n : len - 1] = '\0';
+	return buf;
+}
+
+/*
+ * --verify with --sums: every sum must have moved by exactly its own
+ * acknowledged deltas.  One line per sum that did not, then the verdict
+ * with the count of sums checked; 0 or 1 as the exit status.
+ */
+static int verify_sums(const int64_t *before, const int64_t *after)
+{
+	long bad = 0;
+	__int128 total_before = 0, total_after = 0;
+	char name[SUMNAME_MAX + 1], e1[48], e2[48], e3[48];
+
+	for (long i = 0; i < opt.sums; i++) {
+		__int128 expected = (__int128)before[i] + sum_acknowledged[i];
+
+		total_before += before[i];
+		total_after += after[i];
+		if ((__int128)after[i] == expected)
+			continue;
+		bad++;
+		printf("verify: sum %s went %" PRId64 " -> %" PRId64 ", its acknowledged deltas say %s (%s%s)\n",
+		       sum_name(i, name, sizeof(name)), before[i], after[i], i128_str(expected, e1, sizeof(e1)),
+		       (__int128)after[i] > expected ? "+" : "", i128_str((__int128)after[i] - expected, e2, sizeof(e2)));
+	}
+	if (bad == 0) {
+		printf("verify: ok, each sum moved by exactly its acknowledged deltas (%ld sums checked, "
+		       "together %s -> %s)\n", opt.sums, i128_str(total_before, e1, sizeof(e1)),
+		       i128_str(total_after, e2, sizeof(e2)));
+		return 0;
+	}
+	printf("verify: FAILED: %ld of %ld sums did not move by exactly their acknowledged deltas "
+	       "(%ld sums checked; acknowledged in all %s)\n", bad, opt.sums, opt.sums,
+	       i128_str(acknowledged_delta, e3, sizeof(e3)));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	int64_t before = 0, after = 0;
+	int64_t *before = NULL, *after = NULL;
 	int rc = 0;
 
 	if (!parse_args(argc, argv)) {
@@ -595,43 +827,57 @@ int main(int argc, char **argv)
 	rng_state = (uint64_t)wall_s() * 1000003u ^ (uint64_t)getpid();
 	snprintf(run_id, sizeof(run_id), "load-%lx-%x", (unsigned long)time(NULL), (unsigned)(rng_next() & 0xffffff));
 	latencies = calloc((size_t)opt.requests, sizeof(double));
-	if (latencies == NULL) {
-		fprintf(stderr, "abacus-load: out of memory for %ld latencies\n", (long)opt.requests);
-		return 2;
+	before = calloc((size_t)(opt.sums > 0 ? opt.sums : 1), sizeof(*before));
+	after = calloc((size_t)(opt.sums > 0 ? opt.sums : 1), sizeof(*after));
+	if (opt.sums > 0)
+		sum_acknowledged = calloc((size_t)opt.sums, sizeof(*sum_acknowledged));
+	if (latencies == NULL || before == NULL || after == NULL || (opt.sums > 0 && sum_acknowledged == NULL)) {
+		fprintf(stderr, "abacus-load: out of memory for %ld latencies and %ld sums\n", (long)opt.requests,
+		        opt.sums);
+		rc = 2;
+		goto out;
 	}
 	if (opt.csv_path != NULL) {
 		csv = fopen(opt.csv_path, "w");
 		if (csv == NULL) {
 			perror(opt.csv_path);
-			return 2;
+			rc = 2;
+			goto out;
 		}
-		fputs("timestamp,worker_id,target,status,latency_ms,error,method,idempotency_key,delta\n", csv);
+		fputs("timestamp,worker_id,target,status,latency_ms,error,method,idempotency_key,delta,sum\n", csv);
 	}
-	if (opt.verify && !read_sum(opt.targets[0], &before)) {
-		fprintf(stderr, "abacus-load: cannot read the sum before the run\n");
-		return 1;
+	if (opt.verify && !read_sums(opt.targets[0], before, "before")) {
+		rc = 1;
+		goto out;
 	}
 	run();
 	if (csv != NULL)
 		fclose(csv);
-	if (opt.verify) {
-		__int128 expected = (__int128)before + acknowledged_delta;
+	csv = NULL;
+	if (opt.verify && !read_sums(opt.targets[opt.target_count - 1], after, "after")) {
+		rc = 1;
+	} else if (opt.verify && opt.sums > 0) {
+		rc = verify_sums(before, after);
+	} else if (opt.verify) {
+		__int128 expected = (__int128)before[0] + acknowledged_delta;
 
-		if (!read_sum(opt.targets[opt.target_count - 1], &after)) {
-			fprintf(stderr, "abacus-load: cannot read the sum after the run\n");
-			return 1;
-		}
-		if ((__int128)after == expected) {
+		if ((__int128)after[0] == expected) {
 			printf("verify: ok, the sum moved by exactly the acknowledged deltas (%" PRId64 " -> %" PRId64 ")\n",
-			       before, after);
+			       before[0], after[0]);
 		} else {
 			printf("verify: FAILED: the sum went %" PRId64 " -> %" PRId64 ", the acknowledged deltas say %s%lld\n",
-			       before, after, expected > INT64_MAX || expected < INT64_MIN ? "(out of range) " : "",
+			       before[0], after[0], expected > INT64_MAX || expected < INT64_MIN ? "(out of range) " : "",
 			       (long long)expected);
 			rc = 1;
 		}
 	}
+out:
+	if (csv != NULL)
+		fclose(csv);
 	free(latencies);
+	free(before);
+	free(after);
+	free(sum_acknowledged);
 	curl_global_cleanup();
 	return rc;
 }

@@ -2,6 +2,9 @@
 # make bench: abacus against its ceilings, measured in one run, interleaved.
 #
 #   abacus      POST /abacus/number (fresh Idempotency-Key each) and GET /abacus/sum
+#   named sums  the same on 64 named sums, the names in turn (issue 19):
+#               POST /abacus/sums/{name}/number and GET /abacus/sums/{name},
+#               judged against the same ceilings as the two rows above
 #   hello       a trivial FastCGI worker behind the same lighttpd: the web tier's ceiling
 #   hello+redis the same worker doing one EVALSHA of a trivial script per request:
 #               the ceiling for anything needing one Redis round trip; measured
@@ -19,7 +22,9 @@
 # end, 16 connections each (32 in all).  Medians of ROUNDS (5) rounds.  Results go
 # to stdout and build/bench/results-<appendfsync>.txt.
 #
-# Settings: ROUNDS (5), DURATION (10s), CONNS (16 per front end), WORKERS (4).
+# Settings: ROUNDS (5), DURATION (10s), CONNS (16 per front end), WORKERS (4),
+# ROWS (the rows to measure, by key, e.g. ROWS="sums_post hwrite_post sums_get
+# hredis" for the named sums and their ceilings; default: all of them).
 set -u
 . "$(dirname "$0")/../lib.sh"
 suite_init bench
@@ -56,6 +61,21 @@ FLOOD_KEYS=$(for i in $(seq 1 64); do printf 'bench-many-%02d,' "$i"; done)
 FLOOD_KEYS=${FLOOD_KEYS%,}
 BENCH_LIMIT_SETTINGS="ABACUS_RATE_LIMIT_REQUESTS=20000 ABACUS_RATE_LIMIT_WINDOW_SECONDS=3600" \
   start flood "$REL/abacus.fcgi" ABACUS_API_KEYS="$FLOOD_KEYS,bench-flooder"
+
+# want ROW: the row is measured (ROWS empty, or ROW among them).
+want() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
+
+# The named sums the sums_* rows use (tests/bench/*-sums.lua: bench-sum-0 ..
+# bench-sum-63): written once here, so that every GET finds its sum (a sum
+# never written is 404 sum-not-found).
+SUM_NAMES=64
+if want sums_get || want sums_post; then
+  for i in $(seq 0 $((SUM_NAMES - 1))); do
+    code=$(curl -s -o "$TMP/sum-create" -w '%{http_code}' -X POST "http://127.0.0.1:${PORTS[abacus]%% *}/abacus/sums/bench-sum-$i/number" \
+      -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -H "Idempotency-Key: bench-create-$$-$i" --data-binary '{"number": 1}')
+    [ "$code" = 200 ] || { echo "cannot create the named sum bench-sum-$i: $code $(cat "$TMP/sum-create")" >&2; exit 1; }
+  done
+fi
 
 # CPU ticks (utime+stime) of a set of pids, and of their children.
 ticks_of() {
@@ -148,24 +168,39 @@ flood_run() {
   echo "$out $fl $fl_bad $(python3 -c "import sys; a=sys.argv[1:]; print('%.4f' % ((int(a[0]) - int(a[1])) / max(1, int(a[2]))))" "$calls" "$(echo "$out" | awk '{print $7}')" "$fl_bad")"
 }
 # The flooder spends its budget first (20,000 in an hour: nothing frees during the run).
-wrk -t1 -c8 -d5s -s "$ROOT/tests/bench/post.lua" "http://127.0.0.1:${PORTS[flood]%% *}" -- bench-flooder >"$TMP/flood-warm" 2>&1
-grep -q 'Non-2xx' "$TMP/flood-warm" || { echo "the flooder did not reach its limit in 5 s" >&2; exit 1; }
+if want flood_post; then
+  wrk -t1 -c8 -d5s -s "$ROOT/tests/bench/post.lua" "http://127.0.0.1:${PORTS[flood]%% *}" -- bench-flooder >"$TMP/flood-warm" 2>&1
+  grep -q 'Non-2xx' "$TMP/flood-warm" || { echo "the flooder did not reach its limit in 5 s" >&2; exit 1; }
+fi
 
 declare -A R
+# The rows in the order they run, with their labels in the per-round line.
+ORDER=(abacus_post hwrite_post sums_post noledger_post abacus_get hredis sums_get hello hredis_post redis
+       many_post flood_post)
+declare -A LABEL=([abacus_post]=post [hwrite_post]="hello+write POST" [sums_post]="64 sums POST"
+  [noledger_post]="ledger off POST" [abacus_get]=get [hredis]=hello+redis [sums_get]="64 sums GET" [hello]=hello
+  [hredis_post]="hello+redis POST" [redis]=redis-benchmark [many_post]="64 keys POST" [flood_post]="+ flood")
 # Each abacus row runs right before the ceiling it is judged against, so that a
-# ratio of one round compares two measurements made seconds apart.
+# ratio of one round compares two measurements made seconds apart; the named
+# sums' rows run right after that same ceiling.
 for round in $(seq 1 "$ROUNDS"); do
-  R[abacus_post_$round]=$(wrk_run abacus post.lua)
-  R[hwrite_post_$round]=$(wrk_run hwrite post.lua)
-  R[noledger_post_$round]=$(wrk_run noledger post.lua)
-  R[abacus_get_$round]=$(wrk_run abacus get.lua)
-  R[hredis_$round]=$(wrk_run hredis get.lua)
-  R[hello_$round]=$(wrk_run hello get.lua)
-  R[hredis_post_$round]=$(wrk_run hredis post.lua)
-  R[redis_$round]=$(redis_bench)
-  R[many_post_$round]=$(KEY=$FLOOD_KEYS wrk_run flood post.lua)
-  R[flood_post_$round]=$(flood_run)
-  echo "round $round: post ${R[abacus_post_$round]} | get ${R[abacus_get_$round]} | hello ${R[hello_$round]} | hello+redis ${R[hredis_$round]} | hello+redis POST ${R[hredis_post_$round]} | hello+write POST ${R[hwrite_post_$round]} | ledger off POST ${R[noledger_post_$round]} | redis-benchmark ${R[redis_$round]} | 64 keys POST ${R[many_post_$round]} | + flood ${R[flood_post_$round]}" >&2
+  want abacus_post && R[abacus_post_$round]=$(wrk_run abacus post.lua)
+  want hwrite_post && R[hwrite_post_$round]=$(wrk_run hwrite post.lua)
+  want sums_post && R[sums_post_$round]=$(wrk_run abacus post-sums.lua)
+  want noledger_post && R[noledger_post_$round]=$(wrk_run noledger post.lua)
+  want abacus_get && R[abacus_get_$round]=$(wrk_run abacus get.lua)
+  want hredis && R[hredis_$round]=$(wrk_run hredis get.lua)
+  want sums_get && R[sums_get_$round]=$(wrk_run abacus get-sums.lua)
+  want hello && R[hello_$round]=$(wrk_run hello get.lua)
+  want hredis_post && R[hredis_post_$round]=$(wrk_run hredis post.lua)
+  want redis && R[redis_$round]=$(redis_bench)
+  want many_post && R[many_post_$round]=$(KEY=$FLOOD_KEYS wrk_run flood post.lua)
+  want flood_post && R[flood_post_$round]=$(flood_run)
+  line=""
+  for k in "${ORDER[@]}"; do
+    want "$k" && line+="${line:+ | }${LABEL[$k]} ${R[${k}_$round]}"
+  done
+  echo "round $round: $line" >&2
 done
 rss=$(rss_kib $(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid") $(pgrep -P "$(cat "$STACK_abacus/frontend-${PORTS[abacus]%% *}/frontend.pid")"))
 
@@ -182,16 +217,20 @@ done
   echo "abacus_post_replays $replays"
 } >"$OUT/raw.txt"
 
-python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" "$FSYNC" "$DURATION" <<'PY' | tee "$OUT/results-$FSYNC.txt"
+# A run of some ROWS only does not overwrite the full run's results.
+python3 - "$OUT/raw.txt" "$ROUNDS" "$CONNS" "$BENCH_WORKERS" "$FSYNC" "$DURATION" <<'PY' | tee "$OUT/results-$FSYNC${ROWS:+-some-rows}.txt"
 import statistics, sys
 raw = {}
 for line in open(sys.argv[1]):
     k, *v = line.split()
     raw[k] = v
 rounds, conns, workers = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def have(*names):  # every round of these rows was measured (ROWS)
+    return all("%s_%d" % (n, r) in raw for n in names for r in range(1, rounds + 1))
 def med(name, i):
     return statistics.median(float(raw["%s_%d" % (name, r)][i]) for r in range(1, rounds + 1))
 rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum", "abacus_get"),
+        ("abacus POST /abacus/sums/{name}/number", "sums_post"), ("abacus GET /abacus/sums/{name}", "sums_get"),
         ("ceiling: trivial worker", "hello"), ("ceiling: trivial worker + 1 EVALSHA", "hredis"),
         ("ceiling: the same, POST requests", "hredis_post"),
         ("ceiling: + 1 EVALSHA doing INCR, POST", "hwrite_post"),
@@ -201,34 +240,60 @@ rows = [("abacus POST /abacus/number", "abacus_post"), ("abacus GET /abacus/sum"
 print("make bench: 2 front ends x %d workers, %d connections, medians of %d rounds, Redis appendfsync %s" % (workers, 2 * conns, rounds, sys.argv[5]))
 print("%-38s %10s %9s %9s %13s %13s %8s" % ("", "req/s", "p50 ms", "p99 ms", "cpu us/req FE", "cpu us/req R", "non-2xx"))
 for label, key in rows:
-    print("%-38s %10.0f %9.3f %9.3f %13.1f %13.1f %8.0f" % (label, med(key, 0), med(key, 1), med(key, 2), med(key, 3), med(key, 4), med(key, 5)))
-rb = statistics.median(float(raw["redis_%d" % r][0]) for r in range(1, rounds + 1))
-print("%-38s %10.0f" % ("ceiling: redis-benchmark EVALSHA", rb))
-ceil = "hredis"
+    if have(key):
+        print("%-38s %10.0f %9.3f %9.3f %13.1f %13.1f %8.0f" % (label, med(key, 0), med(key, 1), med(key, 2), med(key, 3), med(key, 4), med(key, 5)))
+if have("redis"):
+    rb = statistics.median(float(raw["redis_%d" % r][0]) for r in range(1, rounds + 1))
+    print("%-38s %10.0f" % ("ceiling: redis-benchmark EVALSHA", rb))
+if have("sums_post") or have("sums_get"):
+    print("(named sums: 64 names, bench-sum-0 .. bench-sum-63, in turn, on the abacus rows' stack)")
+print()
 # The one-round-trip ceiling of a request is the trivial worker serving the same
 # requests with one EVALSHA of a trivial script that does what the request must
 # do in Redis at the least: nothing for a GET, one write for a POST.  With
 # appendfsync always a write is answered only after an fsync, so a POST's
 # ceiling is the one-INCR row; with everysec it equals the no-write one.
-post, get = med("abacus_post", 0) / med("hwrite_post", 0), med("abacus_get", 0) / med(ceil, 0)
-p99p, p99g = med("abacus_post", 2) / med("hwrite_post", 2), med("abacus_get", 2) / med(ceil, 2)
-rss = int(raw["rss_kib_one_frontend"][0])
-print()
+# A named sum's request is judged against the same ceiling as the default sum's:
+# it too is one EVALSHA (one write for a POST).
 def paired(a, b):  # median of the per-round ratios, and their range
     r = sorted(float(raw["%s_%d" % (a, i)][0]) / float(raw["%s_%d" % (b, i)][0]) for i in range(1, rounds + 1))
     return "median of the rounds' ratios %5.1f %% (%.0f-%.0f %%)" % (100 * statistics.median(r), 100 * r[0], 100 * r[-1])
-print("POST / one-round-trip ceiling (1 EVALSHA, 1 write):  %5.2f %%  (target >= 80 %%)  %s   %s" % (100 * post, "ok" if post >= 0.8 else "MISSED", paired("abacus_post", "hwrite_post")))
-print("GET  / one-round-trip ceiling (1 EVALSHA):           %5.2f %%  (target >= 85 %%)  %s   %s" % (100 * get, "ok" if get >= 0.85 else "MISSED", paired("abacus_get", "hredis")))
-print("p99 POST / its ceiling's p99:                        %5.2f x  (target <= 1.5 x)  %s" % (p99p, "ok" if p99p <= 1.5 else "MISSED"))
-print("p99 GET  / its ceiling's p99:                        %5.2f x  (target <= 1.5 x)  %s" % (p99g, "ok" if p99g <= 1.5 else "MISSED"))
-print("POST / the ceiling writing nothing, POST requests:   %5.1f %%  (the price of appendfsync %s included)" % (100 * med("abacus_post", 0) / med("hredis_post", 0), sys.argv[5]))
-print("one-write ceiling / no-write ceiling, POST requests: %5.1f %%  (what one durable write costs before abacus does anything)" % (100 * med("hwrite_post", 0) / med("hredis_post", 0)))
-print("GET / web-tier ceiling (no Redis):                  %5.1f %%" % (100 * med("abacus_get", 0) / med("hello", 0)))
-print("POST while one caller floods 429s / without:        %5.1f %% throughput, p99 %.2f x  (the flood: %.0f req/s of 429s, %d of them admitted; Redis calls per refused request %.4f)" % (
-    100 * med("flood_post", 0) / med("many_post", 0), med("flood_post", 2) / med("many_post", 2),
-    med("flood_post", 7) / float(sys.argv[6].rstrip("s")), med("flood_post", 7) - med("flood_post", 8), med("flood_post", 9)))
-print("POST ledger on / ledger off:                        %5.1f %% throughput; Redis CPU per POST %.1f vs %.1f us" % (
-    100 * med("abacus_post", 0) / med("noledger_post", 0), med("abacus_post", 4), med("noledger_post", 4)))
+def ratio(label, row, ceiling, target):
+    if have(row, ceiling):
+        x = med(row, 0) / med(ceiling, 0)
+        print("%-52s %5.2f %%  (target >= %d %%)  %s   %s" % (label, 100 * x, target, "ok" if x >= target / 100 else "MISSED", paired(row, ceiling)))
+def p99(label, row, ceiling):
+    if have(row, ceiling):
+        x = med(row, 2) / med(ceiling, 2)
+        print("%-52s %5.2f x  (target <= 1.5 x)  %s" % (label, x, "ok" if x <= 1.5 else "MISSED"))
+ratio("POST / one-round-trip ceiling (1 EVALSHA, 1 write):", "abacus_post", "hwrite_post", 80)
+ratio("GET  / one-round-trip ceiling (1 EVALSHA):", "abacus_get", "hredis", 85)
+ratio("POST 64 sums / one-round-trip ceiling (1 write):", "sums_post", "hwrite_post", 80)
+ratio("GET  64 sums / one-round-trip ceiling:", "sums_get", "hredis", 85)
+p99("p99 POST / its ceiling's p99:", "abacus_post", "hwrite_post")
+p99("p99 GET  / its ceiling's p99:", "abacus_get", "hredis")
+p99("p99 POST 64 sums / its ceiling's p99:", "sums_post", "hwrite_post")
+p99("p99 GET  64 sums / its ceiling's p99:", "sums_get", "hredis")
+if have("sums_post", "abacus_post"):
+    print("%-52s %5.1f %%  (Redis CPU per POST %.1f vs %.1f us)" % ("POST 64 sums / POST default sum:",
+        100 * med("sums_post", 0) / med("abacus_post", 0), med("sums_post", 4), med("abacus_post", 4)))
+if have("sums_get", "abacus_get"):
+    print("%-52s %5.1f %%  (Redis CPU per GET %.1f vs %.1f us)" % ("GET  64 sums / GET default sum:",
+        100 * med("sums_get", 0) / med("abacus_get", 0), med("sums_get", 4), med("abacus_get", 4)))
+if have("abacus_post", "hredis_post"):
+    print("POST / the ceiling writing nothing, POST requests:   %5.1f %%  (the price of appendfsync %s included)" % (100 * med("abacus_post", 0) / med("hredis_post", 0), sys.argv[5]))
+if have("hwrite_post", "hredis_post"):
+    print("one-write ceiling / no-write ceiling, POST requests: %5.1f %%  (what one durable write costs before abacus does anything)" % (100 * med("hwrite_post", 0) / med("hredis_post", 0)))
+if have("abacus_get", "hello"):
+    print("GET / web-tier ceiling (no Redis):                  %5.1f %%" % (100 * med("abacus_get", 0) / med("hello", 0)))
+if have("flood_post", "many_post"):
+    print("POST while one caller floods 429s / without:        %5.1f %% throughput, p99 %.2f x  (the flood: %.0f req/s of 429s, %d of them admitted; Redis calls per refused request %.4f)" % (
+        100 * med("flood_post", 0) / med("many_post", 0), med("flood_post", 2) / med("many_post", 2),
+        med("flood_post", 7) / float(sys.argv[6].rstrip("s")), med("flood_post", 7) - med("flood_post", 8), med("flood_post", 9)))
+if have("abacus_post", "noledger_post"):
+    print("POST ledger on / ledger off:                        %5.1f %% throughput; Redis CPU per POST %.1f vs %.1f us" % (
+        100 * med("abacus_post", 0) / med("noledger_post", 0), med("abacus_post", 4), med("noledger_post", 4)))
 print("abacus POSTs answered as replays:                   %d  (must be 0: each POST a fresh addition)" % int(raw["abacus_post_replays"][0]))
+rss = int(raw["rss_kib_one_frontend"][0])
 print("RSS of one front end (lighttpd + %d workers):       %.1f MiB  (target < 12 MiB)  %s" % (workers, rss / 1024, "ok" if rss < 12 * 1024 else "MISSED"))
 PY
