@@ -172,7 +172,7 @@ struct sum_request {
 	struct store_text *page;        /* SUM_LEDGER: the page's JSON */
 	struct store_sum_entry *entries;/* SUM_LIST: room for limit of them */
 	size_t count;                   /* SUM_LIST: how many came */
-	bool more;                      /* SUM_LIST: more follow the last */
+	char next[SUMNAME_MAX + 1];     /* SUM_LIST: where the next page starts ("": none follows) */
 };
 
 static enum store_status call_store(struct request *r, struct sum_request *q, struct store_result *res)
@@ -189,7 +189,7 @@ static enum store_status call_store(struct request *r, struct sum_request *q, st
 	case SUM_LEDGER:
 		return store_sum_ledger(s, q->name, &r->caller, q->after, q->limit, res, q->page);
 	case SUM_LIST:
-		return store_list(s, &r->caller, q->after, q->limit, q->entries, &q->count, &q->more, res);
+		return store_list(s, &r->caller, q->after, q->limit, q->entries, &q->count, q->next, res);
 	}
 	return STORE_UNAVAILABLE;
 }
@@ -461,8 +461,8 @@ static bool list_query_or_problem(struct request *r, char cursor[SUMNAME_MAX + 1
 /*
  * {"sums":[{"name":..,"current_sum":..},...],"next":<name>|null}: a stored
  * value that is not an integer lists as "current_sum":null (reading that sum
- * answers 500 sum-not-integer); next, when more follow, is the last name of
- * the page, to pass as the cursor.
+ * answers 500 sum-not-integer); next, when more follow, is the last name the
+ * page looked at, to pass as the cursor.
  */
 static void reply_listing(struct request *r, const struct sum_request *q)
 {
@@ -486,14 +486,10 @@ static void reply_listing(struct request *r, const struct sum_request *q)
 		at = stpcpy(at, quote);
 		at = stpcpy(at, "}");
 	}
-	/*
-	 * XXX: a page can be empty while more follow (names being created or
-	 * deleted at that moment, lib/store.h); then the cursor is given back
-	 * as it came, to be asked again (the store does not say where it stopped).
-	 */
-	if (q->more && (count > 0 || q->after[0] != '\0')) {
+	/* A page can be short, even empty, while more follow (names being created or deleted: lib/store.h). */
+	if (q->next[0] != '\0') {
 		at = stpcpy(at, "],\"next\":\"");
-		at = stpcpy(at, count > 0 ? q->entries[count - 1].name : q->after);
+		at = stpcpy(at, q->next);
 		at = stpcpy(at, "\"}");
 	} else {
 		at = stpcpy(at, "],\"next\":null}");

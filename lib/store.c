@@ -275,6 +275,9 @@ static enum store_status decode_reply(const redisReply *reply, const struct stor
 		extra->token[len] = '\0';
 		return STORE_OK;
 	}
+	/* The limiter alone has nothing more to say. */
+	if (id == SCRIPT_ADMIT && w == REPLY_OK)
+		return STORE_OK;
 	/* The ledger's page, the listing's names: the rest of the reply, handed over as it is. */
 	if ((id == SCRIPT_LEDGER || id == SCRIPT_LIST) && w == REPLY_OK)
 		return copy_page(at, (size_t)(end - at), res->page) ? STORE_OK : STORE_UNAVAILABLE;
@@ -879,7 +882,7 @@ static enum store_status peek(struct store *store, const char *name, struct stor
 }
 
 enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
-                             struct store_sum_entry *entries, size_t *count, bool *more,
+                             struct store_sum_entry *entries, size_t *count, char next[SUMNAME_MAX + 1],
                              struct store_result *res)
 {
 	static struct store_text names;
@@ -890,10 +893,11 @@ enum store_status store_list(struct store *store, const struct caller *caller, c
 	enum store_status status;
 	const char *at, *end, *word;
 	size_t len;
+	bool more;
 
 	memset(res, 0, sizeof(*res));
 	*count = 0;
-	*more = false;
+	next[0] = '\0';
 	if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
 		return STORE_UNAVAILABLE;
 	res->page = &names;
@@ -914,7 +918,7 @@ enum store_status store_list(struct store *store, const struct caller *caller, c
 	at = names.text;
 	end = names.text + names.len;
 	word = next_word(&at, end, &len);
-	*more = len == 1 && word[0] == '1';
+	more = len == 1 && word[0] == '1';
 	/* Each name's value, where it lives; a name without a sum (being created or deleted) is left out. */
 	while (at < end && *count < (size_t)limit) {
 		char name[SUMNAME_MAX + 1];
@@ -924,6 +928,8 @@ enum store_status store_list(struct store *store, const struct caller *caller, c
 			continue;
 		memcpy(name, word, len);
 		name[len] = '\0';
+		if (more)
+			memcpy(next, name, len + 1);
 		status = peek(store, name, &entries[*count]);
 		if (status == STORE_OK || status == STORE_NOT_INTEGER)
 			(*count)++;

@@ -163,14 +163,15 @@ struct store_sum_entry {
 /*
  * The listing: up to limit (1..STORE_LIST_LIMIT_MAX) sums whose names sort
  * after `after` ("" from the first), in byte order, "default" among them,
- * into entries; *count of them.  *more: names follow the last one (continue
- * after it).  A name registered whose sum does not exist (being created or
- * deleted at that moment) is left out, so a page may hold fewer than limit
- * while *more is true.  Counts once against the caller's rate limit.
+ * into entries; *count of them.  next: "" when no name follows this page,
+ * else the last name the page looked at (continue after it).  A name
+ * registered whose sum does not exist (being created or deleted at that
+ * moment) is left out, so a page may hold fewer than limit, even none,
+ * while next is set.  Counts once against the caller's rate limit.
  */
 #define STORE_LIST_LIMIT_MAX 100
 enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
-                             struct store_sum_entry *entries, size_t *count, bool *more,
+                             struct store_sum_entry *entries, size_t *count, char next[SUMNAME_MAX + 1],
                              struct store_result *res);
 
 /*

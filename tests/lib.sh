@@ -212,10 +212,13 @@ start_cluster_node() { # N: a cluster node (password $PW); prints the port it li
     # nobody claimed and may lie in the ephemeral range).
     port=$(free_port); bus=$(free_port)
     rm -f "$dir/redis.pid"     # never a pid file of an earlier server taken for this one's
-    redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
+    # The command is kept: restart_cluster_node N starts it again, on the same ports.
+    printf '%q ' redis-server "$dir/redis.conf" --port "$port" --cluster-port "$bus" --dir "$dir" --daemonize yes \
       --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --cluster-enabled yes \
       --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
-      --requirepass "$PW" --masterauth "$PW" >/dev/null || continue
+      --requirepass "$PW" --masterauth "$PW" >"$dir/start.cmd"
+    echo "$port" >"$dir/port"
+    bash "$dir/start.cmd" >/dev/null || continue
     # The pid first: a server that never answers is still stopped by cleanup.
     wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
     if wait_until 5 redis_ping "$port"; then
@@ -225,6 +228,14 @@ start_cluster_node() { # N: a cluster node (password $PW); prints the port it li
   done
   echo "redis $n did not start; $(tail -n 2 "$dir/redis.log" 2>/dev/null)" >&2
   return 1
+}
+# restart_cluster_node N: node N again, as it was started (after it was killed).
+restart_cluster_node() {
+  local dir=$TMP/redis-$1
+  rm -f "$dir/redis.pid"
+  bash "$dir/start.cmd" >/dev/null || return 1
+  wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
+  wait_until 5 redis_ping "$(cat "$dir/port")"
 }
 ccli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
 
@@ -349,7 +360,7 @@ audit_ok() {
 # use_load_tool: sets LOAD to tools/abacus-load, building it if needed.
 use_load_tool() {
   LOAD=$ROOT/tools/abacus-load
-  [ -x "$LOAD" ] || make -s -C "$ROOT" tools/abacus-load >/dev/null
+  make -s -C "$ROOT" tools/abacus-load >/dev/null     # up to date, or rebuilt: never a stale one
 }
 
 # longest_gap CSV: the longest time, in seconds, between two successful (200)
