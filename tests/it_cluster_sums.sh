@@ -129,9 +129,9 @@ for i in 1 2 3 4 5 6 7; do
 done
 check "scope=caller: 5 admitted over 7 different sums, then 429" " 200 200 200 200 200 429 429" "$codes"
 
-# ---- a slot of named sums migrates during a load ----
+# ---- a slot of named sums migrates during a load (behind nginx: the other front-end kind) ----
 stop_stack
-start_stack migrate "${common[@]}" ABACUS_RATE_LIMIT_SCOPE=sum || exit 1
+FRONTEND=nginx start_stack migrate "${common[@]}" ABACUS_RATE_LIMIT_SCOPE=sum || exit 1
 A=http://127.0.0.1:$P1
 B=http://127.0.0.1:$P2
 SLOT=$(ccli "$SEED" cluster keyslot '{abacus/load-7}:sum')

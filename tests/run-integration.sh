@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # "suite@nginx" sets FRONTEND.
 # The longest first (seconds on the CI machine), so that no long suite starts
 # last and runs alone; the rest in name order.
-slow="tests/it_ratelimit.sh tests/it_sentinel.sh tests/it_memory.sh tests/it_redis.sh tests/it_stack.sh
+slow="tests/it_cluster_sums.sh tests/it_ratelimit.sh tests/it_sentinel.sh tests/it_memory.sh tests/it_redis.sh tests/it_stack.sh
       tests/it_connection.sh tests/it_flood.sh tests/it_flood.sh@nginx tests/it_ledger.sh tests/it_tls.sh"
 all="$(ls tests/it_*.sh) tests/it_api.sh@nginx tests/it_sums.sh@nginx tests/it_exactness.sh@nginx tests/it_flood.sh@nginx"
 ordered() {
