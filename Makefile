@@ -146,7 +146,7 @@ bench-plot:
 
 lint: $(GEN)/lua_scripts.h
 	@echo "  LINT    cppcheck, clang-tidy, luacheck"
-	@out=$$(luacheck -q --no-color --config .luacheckrc $(GEN)/get.lua $(GEN)/add.lua $(GEN)/set.lua $(GEN)/ledger.lua) || { echo "$$out"; exit 1; }
+	@out=$$(luacheck -q --no-color --config .luacheckrc $(LUA:lib/lua/%=$(GEN)/%)) || { echo "$$out"; exit 1; }
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Ilib -I$(GEN) abacus.fcgi.c lib tests
 	@clang-tidy --quiet abacus.fcgi.c $(LIB_SRC) -- $(CPPFLAGS) -std=c11 2>/dev/null
