@@ -376,13 +376,16 @@ static void limiter_key(const struct store *store, struct sum_keys *k, const str
 	              store->opt.target.mode == REDIS_MODE_CLUSTER && store->opt.rate_limit_requests > 0;
 }
 
-static void sum_keys(const struct store *store, const char *name, const struct caller *caller,
+/* The keys of sum `name` (NULL: the default sum); false for a name outside the rules (never the default sum's). */
+static bool sum_keys(const struct store *store, const char *name, const struct caller *caller,
                      struct sum_keys *k)
 {
 	size_t len = name != NULL ? strnlen(name, SUMNAME_MAX + 1) : 0;
 	int n;
 
-	k->named = name != NULL && !sumname_is_default(name, len) && sumname_valid(name, len);
+	if (name != NULL && !sumname_valid(name, len))
+		return false;
+	k->named = name != NULL && !sumname_is_default(name, len);
 	n = k->named ? snprintf(k->tag, sizeof(k->tag), "{%s/%s}", store->prefix, name)
 	             : snprintf(k->tag, sizeof(k->tag), "{%s}", store->prefix);
 	k->tag_len = n > 0 ? (size_t)n : 0;
@@ -392,6 +395,7 @@ static void sum_keys(const struct store *store, const char *name, const struct c
 	tag_key(k, ":ledger", k->ledger);
 	tag_key(k, ":reg", k->reg);
 	limiter_key(store, k, caller);
+	return true;
 }
 
 /* ---- a script's arguments ---- */
@@ -550,7 +554,8 @@ enum store_status store_sum_get(struct store *store, const char *name, const str
 	struct args a;
 
 	memset(res, 0, sizeof(*res));
-	sum_keys(store, name, caller, &k);
+	if (!sum_keys(store, name, caller, &k))
+		return STORE_NOT_FOUND;
 	/* KEYS: sum, [rl].  ARGV: named (lib/lua/get.lua). */
 	args_start(&a);
 	push_key(&a, k.sum, strlen(k.sum));
@@ -576,7 +581,8 @@ enum store_status store_sum_ledger(struct store *store, const char *name, const 
 
 	memset(res, 0, sizeof(*res));
 	res->page = page;
-	sum_keys(store, name, caller, &k);
+	if (!sum_keys(store, name, caller, &k))
+		return STORE_NOT_FOUND;
 	/* KEYS: ledger, sum, [rl].  ARGV: after ('-': from the oldest), count, named (lib/lua/ledger.lua). */
 	args_start(&a);
 	push_key(&a, k.ledger, strlen(k.ledger));
@@ -640,79 +646,98 @@ struct change {
 	char number[DECIMAL_MAX];
 	char token[TOKEN_LEN + 1];
 	char resend[2];                 /* "0"; call_run makes it "1" on a resend */
-	char registration[TOKEN_LEN + 2]; /* '' (default sum), '-' (not registered yet) or the token */
+	char registration[24];          /* '' (default sum), '-' (not registered yet) or the registration's token */
 	int registration_at;            /* its argument's index */
 };
 
-/*
- * A named sum's name, registered (lib/lua/registry.lua) with the change's
- * token: the registration's token into ch->registration, or STORE_TOO_MANY_SUMS.
- */
-static enum store_status register_name(struct store *store, const struct caller *caller, struct change *ch,
-                                       struct store_result *res)
+/* One call of the registry (lib/lua/registry.lua): KEYS names, tokens, seq; ARGV op, name, arg. */
+static redisReply *registry_call(struct store *store, const char *op, const char *name, const char *arg,
+                                 struct script_call *call)
 {
-	char names[KEY_MAX], tokens[KEY_MAX], max[DECIMAL_MAX];
-	struct script_call call;
-	redisReply *reply;
+	char names[KEY_MAX], tokens[KEY_MAX], seq[KEY_MAX];
 	struct args a;
-	enum store_status status = STORE_UNAVAILABLE;
 
-	(void)caller;
 	snprintf(names, sizeof(names), "{%s}:sums", store->prefix);
 	snprintf(tokens, sizeof(tokens), "{%s}:sums:tokens", store->prefix);
+	snprintf(seq, sizeof(seq), "{%s}:sums:seq", store->prefix);
 	args_start(&a);
 	push_key(&a, names, strlen(names));
 	push_key(&a, tokens, strlen(tokens));
-	push_str(&a, "add");
-	push_str(&a, ch->k.name);
-	push(&a, max, decimal_format(max, store->opt.max_sums));
-	push(&a, ch->token, TOKEN_LEN);
-	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_on_slot(store, &call);
+	push_key(&a, seq, strlen(seq));
+	push_str(&a, op);
+	push_str(&a, name);
+	push_str(&a, arg);
+	call_with(call, SCRIPT_REGISTRY, &a);
+	/* A name must outlive a failover as the sum does. */
+	call->wait = store->opt.min_replicas > 0;
+	return call_on_slot(store, call);
+}
+
+/* A registry call's answer that is neither ok nor full: logged, and what it means. */
+static enum store_status registry_failure(const redisReply *reply, const char *op)
+{
 	if (reply == NULL)
 		return STORE_UNAVAILABLE;
-	if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "full") == 0) {
+	if (reply->type == REDIS_REPLY_ERROR) {
+		log_script_error(SCRIPT_REGISTRY, op, reply->str);
+		return strncmp(reply->str, "OOM ", 4) == 0 ? STORE_FULL : STORE_UNAVAILABLE;
+	}
+	transport_log_error(op, "unexpected reply");
+	return STORE_UNAVAILABLE;
+}
+
+/*
+ * A named sum's name, registered: the registration's token into
+ * ch->registration, or STORE_TOO_MANY_SUMS.  With WAIT configured, a
+ * registration too few replicas confirmed is STORE_NOT_REPLICATED (the
+ * client's retry registers again).
+ */
+static enum store_status register_name(struct store *store, struct change *ch)
+{
+	char max[DECIMAL_MAX + 1];
+	struct script_call call;
+	redisReply *reply;
+	enum store_status status;
+
+	max[decimal_format(max, store->opt.max_sums)] = '\0';
+	reply = registry_call(store, "add", ch->k.name, max, &call);
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "full") == 0) {
 		status = STORE_TOO_MANY_SUMS;
-	} else if (reply->type == REDIS_REPLY_STRING && strncmp(reply->str, "ok ", 3) == 0 &&
+	} else if (reply != NULL && reply->type == REDIS_REPLY_STRING && strncmp(reply->str, "ok ", 3) == 0 &&
 	           reply->len - 3 < sizeof(ch->registration)) {
 		memcpy(ch->registration, reply->str + 3, reply->len - 3);
 		ch->registration[reply->len - 3] = '\0';
-		status = STORE_OK;
-	} else if (reply->type == REDIS_REPLY_ERROR) {
-		log_script_error(SCRIPT_REGISTRY, "register", reply->str);
-		status = strncmp(reply->str, "OOM ", 4) == 0 ? STORE_FULL : STORE_UNAVAILABLE;
+		status = call.wait && call.acked < store->opt.min_replicas ? STORE_NOT_REPLICATED : STORE_OK;
 	} else {
-		transport_log_error("register", "unexpected reply");
+		status = registry_failure(reply, "register");
 	}
 	freeReplyObject(reply);
-	(void)res;
 	return status;
 }
 
-/* Removes a deleted sum's name from the registry, if it still holds the sum's token. */
-static void unregister_name(struct store *store, const struct sum_keys *k, const char *token)
+/*
+ * Removes a name from the registry: "remove" when the registry still holds
+ * the deleted sum's token, "ghost" when it is registered without a sum and
+ * its registration is too old for any creation to be under way.  Left
+ * behind, a name is only listed-but-absent (skipped) and counted.
+ */
+static void unregister_name(struct store *store, const char *name, const char *how, const char *arg)
 {
-	char names[KEY_MAX], tokens[KEY_MAX];
 	struct script_call call;
-	redisReply *reply;
-	struct args a;
+	redisReply *reply = registry_call(store, how, name, arg, &call);
 
-	if (strcmp(token, "-") == 0)
-		return;
-	snprintf(names, sizeof(names), "{%s}:sums", store->prefix);
-	snprintf(tokens, sizeof(tokens), "{%s}:sums:tokens", store->prefix);
-	args_start(&a);
-	push_key(&a, names, strlen(names));
-	push_key(&a, tokens, strlen(tokens));
-	push_str(&a, "remove");
-	push_str(&a, k->name);
-	push_str(&a, token);
-	call_with(&call, SCRIPT_REGISTRY, &a);
-	reply = call_on_slot(store, &call);
-	/* Left behind, the name is only listed-but-absent (skipped) and counted until it is created again. */
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
-		transport_log_error("unregister", reply != NULL ? reply->str : "no answer");
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		(void)registry_failure(reply, "unregister");
 	freeReplyObject(reply);
+}
+
+/* A name registered without a sum, older than any creation can take (the request's deadline and a minute). */
+static void remove_ghost(struct store *store, const char *name)
+{
+	char grace[DECIMAL_MAX + 1];
+
+	grace[decimal_format(grace, (int64_t)store->opt.connect_timeout_ms + store->opt.command_timeout_ms + 60000)] = '\0';
+	unregister_name(store, name, "ghost", grace);
 }
 
 /*
@@ -720,13 +745,15 @@ static void unregister_name(struct store *store, const struct sum_keys *k, const
  * caller's first (the number), then a fresh attempt token and the resend flag.
  * The record key is left for the caller (it may need the token).
  */
-static void start_change(struct store *store, const char *name, const struct caller *caller, struct change *ch)
+static bool start_change(struct store *store, const char *name, const struct caller *caller, struct change *ch)
 {
-	sum_keys(store, name, caller, &ch->k);
+	if (!sum_keys(store, name, caller, &ch->k))
+		return false;
 	args_start(&ch->a);
 	next_token(store, ch->token);
 	strcpy(ch->resend, "0");
 	snprintf(ch->registration, sizeof(ch->registration), "%s", ch->k.named ? "-" : "");
+	return true;
 }
 
 static void push_change_keys(struct change *ch, size_t record_len)
@@ -750,27 +777,33 @@ static void change_call(struct store *store, struct change *ch, enum script_id i
 
 /*
  * Runs a change; a named sum that does not exist yet gets its name
- * registered first (a second and a third round trip, once per sum's life).
+ * registered first, and the change runs again with the registration (two
+ * more round trips, once per sum's life).  The request was admitted by the
+ * limiter once: a limiter that runs apart is not asked again, and one in the
+ * script did not count the first call (it answered "unregistered" before).
  */
-static enum store_status run_change(struct store *store, const struct caller *caller, struct change *ch,
-                                    enum script_id id, int resend_at, struct store_result *res,
-                                    const char *op, struct reply_extra *extra)
+static enum store_status run_change(struct store *store, struct change *ch, enum script_id id, int resend_at,
+                                    struct store_result *res, const char *op, struct reply_extra *extra)
 {
+	struct ratelimit_budget budget;
 	struct script_call call;
 	enum store_status status;
 
 	change_call(store, ch, id, resend_at, &call);
 	status = run_for_sum(store, &ch->k, &call, res, op, extra);
-	if (!extra->unregistered)
-		return status;
-	status = register_name(store, caller, ch, res);
-	if (status != STORE_OK)
-		return status;
-	ch->a.len[ch->registration_at] = strlen(ch->registration);
-	extra->unregistered = false;
-	change_call(store, ch, id, resend_at, &call);
-	status = run_for_sum(store, &ch->k, &call, res, op, extra);
-	/* Unregistered again: deleted in between and its token gone; say so rather than loop. */
+	/* A DELETE racing the creation can undo a registration: a few tries, then 503. */
+	for (int tries = 0; extra->unregistered && tries < 3; tries++) {
+		budget = res->budget;
+		status = register_name(store, ch);
+		if (status != STORE_OK)
+			return status;
+		ch->a.len[ch->registration_at] = strlen(ch->registration);
+		extra->unregistered = false;
+		change_call(store, ch, id, resend_at, &call);
+		status = run(store, &call, res, op, extra);
+		if (ch->k.rl_apart)
+			res->budget = budget;
+	}
 	return extra->unregistered ? STORE_UNAVAILABLE : status;
 }
 
@@ -792,7 +825,8 @@ enum store_status store_sum_add(struct store *store, const char *name, const str
 	int resend_at;
 
 	memset(res, 0, sizeof(*res));
-	start_change(store, name, caller, &ch);
+	if (!start_change(store, name, caller, &ch))
+		return STORE_NOT_FOUND;
 	push_change_keys(&ch, key->len > 0 ? idem_key_name(&ch.k, caller, key, ch.record) : op_key(&ch, ch.record));
 	/* ARGV: delta, use_idem, tok, resend, key id, request id, Idempotency-Key, registration (lib/lua/add.lua). */
 	push(&ch.a, ch.number, decimal_format(ch.number, delta));
@@ -803,7 +837,7 @@ enum store_status store_sum_add(struct store *store, const char *name, const str
 	push_str(&ch.a, request_id != NULL ? request_id : "");
 	push(&ch.a, key->len > 0 ? key->text : "", key->len > 0 ? key->len : 0);
 	ch.registration_at = push_str(&ch.a, ch.registration);
-	return run_change(store, caller, &ch, SCRIPT_ADD, resend_at, res, "add", &extra);
+	return run_change(store, &ch, SCRIPT_ADD, resend_at, res, "add", &extra);
 }
 
 enum store_status store_add(struct store *store, const struct caller *caller, const struct idem_key *key,
@@ -825,7 +859,8 @@ enum store_status store_sum_set(struct store *store, const char *name, const str
 	int resend_at;
 
 	memset(res, 0, sizeof(*res));
-	start_change(store, name, caller, &ch);
+	if (!start_change(store, name, caller, &ch))
+		return STORE_NOT_FOUND;
 	/* The default sum always exists: its DELETE is a reset to 0. */
 	if (op == STORE_SET_DELETE) {
 		value = 0;
@@ -841,10 +876,13 @@ enum store_status store_sum_set(struct store *store, const char *name, const str
 	push_str(&ch.a, key_id_or_dash(caller));
 	push_str(&ch.a, request_id != NULL ? request_id : "");
 	ch.registration_at = push_str(&ch.a, ch.registration);
-	status = run_change(store, caller, &ch, SCRIPT_SET, resend_at, res, op_names[op], &extra);
+	status = run_change(store, &ch, SCRIPT_SET, resend_at, res, op_names[op], &extra);
 	if (op == STORE_SET_DELETE && (status == STORE_OK || status == STORE_NOT_REPLICATED)) {
-		unregister_name(store, &ch.k, extra.token);
+		if (strcmp(extra.token, "-") != 0)
+			unregister_name(store, ch.k.name, "remove", extra.token);
 		res->sum = 0;
+	} else if (op == STORE_SET_DELETE && status == STORE_NOT_FOUND) {
+		remove_ghost(store, ch.k.name);     /* registered by a creation that never finished? */
 	}
 	return status;
 }
@@ -868,7 +906,8 @@ static enum store_status peek(struct store *store, const char *name, struct stor
 	enum store_status status;
 
 	memset(&res, 0, sizeof(res));
-	sum_keys(store, name, &nobody, &k);
+	if (!sum_keys(store, name, &nobody, &k))
+		return STORE_NOT_FOUND;
 	args_start(&a);
 	push_key(&a, k.sum, strlen(k.sum));
 	call_with(&call, SCRIPT_PEEK, &a);
@@ -881,59 +920,84 @@ static enum store_status peek(struct store *store, const char *name, struct stor
 	return status;
 }
 
+/*
+ * The page's names: the registry's (up to limit + 1, after `after`, in byte
+ * order) with "default" placed among them by a byte comparison.  Returns how
+ * many, at most limit + 1 (one more than the page: more follow).
+ */
+static size_t page_names(const struct store_text *reply, const char *after, long limit,
+                         char names[][SUMNAME_MAX + 1])
+{
+	const char *at = reply->text, *end = reply->text + reply->len, *word;
+	bool default_due = strcmp(SUMNAME_DEFAULT, after) > 0;
+	size_t n = 0, len;
+
+	while (at < end && n < (size_t)limit + 1) {
+		word = next_word(&at, end, &len);
+		if (len == 0 || len > SUMNAME_MAX)
+			continue;
+		memcpy(names[n], word, len);
+		names[n][len] = '\0';
+		if (default_due && strcmp(SUMNAME_DEFAULT, names[n]) < 0) {
+			memcpy(names[n + 1], names[n], len + 1);
+			memcpy(names[n], SUMNAME_DEFAULT, sizeof(SUMNAME_DEFAULT));
+			n++;
+			default_due = false;
+		}
+		n++;
+	}
+	if (default_due && n < (size_t)limit + 1)
+		memcpy(names[n++], SUMNAME_DEFAULT, sizeof(SUMNAME_DEFAULT));
+	return n;
+}
+
 enum store_status store_list(struct store *store, const struct caller *caller, const char *after, long limit,
                              struct store_sum_entry *entries, size_t *count, char next[SUMNAME_MAX + 1],
                              struct store_result *res)
 {
-	static struct store_text names;
+	static struct store_text reply;
+	static char names[STORE_LIST_LIMIT_MAX + 2][SUMNAME_MAX + 1];
 	char registry[KEY_MAX], count_text[DECIMAL_MAX];
 	struct script_call call;
 	struct sum_keys k;
 	struct args a;
 	enum store_status status;
-	const char *at, *end, *word;
-	size_t len;
-	bool more;
+	size_t n;
 
 	memset(res, 0, sizeof(*res));
 	*count = 0;
 	next[0] = '\0';
 	if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
 		return STORE_UNAVAILABLE;
-	res->page = &names;
-	sum_keys(store, NULL, caller, &k);     /* the default sum's: the registry's slot, the caller's limiter */
+	if (after == NULL)
+		after = "";
+	res->page = &reply;
+	(void)sum_keys(store, NULL, caller, &k);   /* the default sum's: the registry's slot, the caller's limiter */
 	snprintf(registry, sizeof(registry), "{%s}:sums", store->prefix);
-	/* KEYS: names, [rl].  ARGV: after, limit, the default sum's name (lib/lua/list.lua). */
+	/* KEYS: names, [rl].  ARGV: after, count: one more than the page, to know whether more follow. */
 	args_start(&a);
 	push_key(&a, registry, strlen(registry));
 	push_key(&a, k.rl, k.rl_len);
-	push_str(&a, after != NULL ? after : "");
-	push(&a, count_text, decimal_format(count_text, limit));
-	push_str(&a, SUMNAME_DEFAULT);
+	push_str(&a, after);
+	push(&a, count_text, decimal_format(count_text, limit + 1));
 	call_with(&call, SCRIPT_LIST, &a);
 	status = run_for_sum(store, &k, &call, res, "list", NULL);
 	res->page = NULL;
 	if (status != STORE_OK)
 		return status;
-	at = names.text;
-	end = names.text + names.len;
-	word = next_word(&at, end, &len);
-	more = len == 1 && word[0] == '1';
-	/* Each name's value, where it lives; a name without a sum (being created or deleted) is left out. */
-	while (at < end && *count < (size_t)limit) {
-		char name[SUMNAME_MAX + 1];
-
-		word = next_word(&at, end, &len);
-		if (len == 0 || len > SUMNAME_MAX)
-			continue;
-		memcpy(name, word, len);
-		name[len] = '\0';
-		if (more)
-			memcpy(next, name, len + 1);
-		status = peek(store, name, &entries[*count]);
+	n = page_names(&reply, after, limit, names);
+	if (n > (size_t)limit) {
+		n = (size_t)limit;
+		snprintf(next, SUMNAME_MAX + 1, "%s", names[n - 1]);
+	}
+	/* Each name's value, where it lives; a name without a sum (being created, deleted, or a ghost) is left out. */
+	for (size_t i = 0; i < n; i++) {
+		status = peek(store, names[i], &entries[*count]);
 		if (status == STORE_OK || status == STORE_NOT_INTEGER)
 			(*count)++;
-		else if (status != STORE_NOT_FOUND)
+		else if (status == STORE_NOT_FOUND)
+			remove_ghost(store, names[i]);
+		else
 			return status;
 	}
 	return STORE_OK;

@@ -720,10 +720,45 @@ START_TEST(test_store_named_delete_keeps_a_newer_registration)
 	ck_assert_int_eq(store_sum_add(s, "raced", &alice, &none, 1, "r1", &res), STORE_OK);
 	snprintf(names, sizeof(names), "{%s}:sums", prefix);
 	snprintf(tokens, sizeof(tokens), "HSET {%s}:sums:tokens raced %%s", prefix);
-	r = raw(tokens, "a-newer-token");
+	r = raw(tokens, "99999999999999");     /* a later registration's (tokens grow) */
 	freeReplyObject(r);
 	ck_assert_int_eq(store_sum_set(s, "raced", &alice, 0, STORE_SET_DELETE, "r2", &res), STORE_OK);
 	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 1);
+	store_free(s);
+}
+END_TEST
+
+/* A name registered without a sum (a creation that failed after registering) goes once it is old. */
+START_TEST(test_store_named_ghosts_are_removed)
+{
+	struct store *s = open_store(0, 60);
+	struct store_sum_entry e[4];
+	struct store_result res;
+	char names[128], cmd[128], next[SUMNAME_MAX + 1];
+	size_t count;
+	redisReply *r;
+
+	snprintf(names, sizeof(names), "{%s}:sums", prefix);
+	snprintf(cmd, sizeof(cmd), "ZADD {%s}:sums 0 old-ghost 0 new-ghost", prefix);
+	freeReplyObject(raw(cmd, ""));
+	snprintf(cmd, sizeof(cmd), "HSET {%s}:sums:tokens old-ghost 1000 new-ghost %%s", prefix);
+	r = raw(cmd, "99999999999999");         /* registered "now" (in the far future): a creation may be under way */
+	freeReplyObject(r);
+	ck_assert_int_eq(store_sum_set(s, "old-ghost", &alice, 0, STORE_SET_DELETE, "r1", &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_set(s, "new-ghost", &alice, 0, STORE_SET_DELETE, "r2", &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 1);
+	/* The listing leaves ghosts out, and clears the old ones it meets. */
+	freeReplyObject(raw(cmd, "1000"));
+	ck_assert_int_eq(store_list(s, &alice, "", 4, e, &count, next, &res), STORE_OK);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_str_eq(e[0].name, "default");
+	ck_assert_int_eq(raw_int2("ZCARD %s", names, ""), 0);
+	/* A name outside the rules is no sum, and never the default one. */
+	ck_assert_int_eq(store_sum_get(s, "a/b", &alice, &res), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_sum_set(s, "", &alice, 5, STORE_SET_VALUE, "r3", &res), STORE_NOT_FOUND);
+	snprintf(cmd, sizeof(cmd), "{%s}:sum", prefix);
+	ck_assert_int_eq(raw_int2("EXISTS %s", cmd, ""), 0);
+	ck_assert_int_eq(keys_under(true), 0);
 	store_free(s);
 }
 END_TEST
@@ -874,6 +909,7 @@ static Suite *store_suite(void)
 	tcase_add_test(core, test_store_named_sums_are_bounded);
 	tcase_add_test(core, test_store_named_delete_keeps_a_newer_registration);
 	tcase_add_test(core, test_store_list_pages_through_every_name);
+	tcase_add_test(core, test_store_named_ghosts_are_removed);
 	tcase_add_test(limits, test_store_named_rate_limit_scope);
 	tcase_add_test(core, test_store_named_ledger);
 	tcase_add_test(limits, test_store_refused_changes_append_nothing);

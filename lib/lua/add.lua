@@ -22,10 +22,18 @@ end
 --@include limiter_budget.lua RL=KEYS[5]
 local reply
 local created = false
-if not rec and ARGV[8] ~= '' and redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[8] == '-' then return 'unregistered ' .. left end
-  redis.call('SET', KEYS[4], ARGV[8])
-  created = true
+if not rec and ARGV[8] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    if ARGV[8] == '-' then return 'unregistered ' .. left end
+    -- Created: with its registration's token, and its ledger kept again (a DELETE set it to expire).
+    redis.call('SET', KEYS[4], ARGV[8])
+    redis.call('PERSIST', KEYS[3])
+    created = true
+  elseif ARGV[8] ~= '-' then
+    -- Another creator came first: the sum keeps the greatest token (lib/lua/registry.lua).
+    local had = redis.call('GET', KEYS[4])
+    if not had or tonumber(had) < tonumber(ARGV[8]) then redis.call('SET', KEYS[4], ARGV[8]) end
+  end
 end
 if rec then
   if same then

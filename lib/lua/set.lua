@@ -29,9 +29,11 @@ if deleting then
     reply = 'deleted ' .. left .. ' ' .. (token or '-')
   end
 else
-  if ARGV[7] ~= '' and not old then
-    if ARGV[7] == '-' then return 'unregistered ' .. left end
-    redis.call('SET', KEYS[4], ARGV[7])
+  if ARGV[7] == '-' and not old then return 'unregistered ' .. left end
+  if ARGV[7] ~= '' and ARGV[7] ~= '-' then
+    -- Created (or another creator came first: the greatest token stays; lib/lua/registry.lua).
+    if not token or tonumber(token) < tonumber(ARGV[7]) then redis.call('SET', KEYS[4], ARGV[7]) end
+    if not old then redis.call('PERSIST', KEYS[3]) end
   end
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('SET', KEYS[2], '1', 'EX', OP_TTL)
@@ -46,4 +48,6 @@ if old or not deleting then
     return ledger_err
   end
 end
+-- A deleted sum's ledger outlives it by the retention, then goes (nothing appends to trim it).
+if deleting and old and LEDGER_MS > 0 then redis.call('PEXPIRE', KEYS[3], string.format('%d', LEDGER_MS)) end
 --@include limiter_admit.lua RL=KEYS[5]
