@@ -751,6 +751,11 @@ static void start(void)
 	else if (worker.cfg.admin_keys.count == 0)
 		log_message(LOG_LEVEL_WARN, "admin_keys_unset", NULL,
 		            "ABACUS_ADMIN_API_KEYS is not set: every API key may PUT and DELETE the sum");
+	/* docs/OPERATIONS.md, Redis Cluster: the limiter's slot serves every named sum's request. */
+	if (worker.cfg.redis.mode == REDIS_MODE_CLUSTER && worker.cfg.rate_limit_enabled && !worker.cfg.rate_limit_per_sum)
+		log_message(LOG_LEVEL_WARN, "rate_limit_on_one_master", NULL,
+		            "Redis Cluster with ABACUS_RATE_LIMIT_SCOPE=caller: every named sum's request also runs the "
+		            "caller's limiter on the {prefix} slot's master (a second round trip); =sum spreads it");
 	body_set_limit((size_t)worker.cfg.max_body_bytes);
 
 	worker.auth = auth_new(&worker.cfg);

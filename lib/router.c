@@ -7,9 +7,11 @@
 
 void router_init(struct router *r, const struct transport *main)
 {
-	memset(r->owner, 0, sizeof(r->owner));
 	r->main = *main;
 	r->cluster = main->target.mode == REDIS_MODE_CLUSTER;
+	/* The table only matters in a Cluster (and is not touched, so not resident, outside one). */
+	if (r->cluster)
+		memset(r->owner, 0, sizeof(r->owner));
 	r->nodes = 0;
 	r->stale = true;
 	r->next_refresh_ms = 0;

@@ -36,7 +36,7 @@ struct router {
 	uint64_t next_refresh_ms;
 };
 
-/* Sets the router up around a configured transport (copied; its scripts stay shared). */
+/* Sets the router up around a configured transport (copied; its scripts stay shared); r zeroed before. */
 void router_init(struct router *r, const struct transport *main);
 void router_free(struct router *r);
 

@@ -81,6 +81,9 @@ check_true "the names spread over the masters (${per_master[*]})" within_quarter
 echo "measured: $NAMES named sums per master: ${per_master[*]}"
 
 # ---- the EVALSHA calls of a load spread over the masters ----
+redirects() { echo $(( $(curl -s "$A/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') +
+                       $(curl -s "$B/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') )); }
+redirects_before=$(redirects)
 resetstat
 load "$TMP/spread.out" --requests 6000 --concurrency 16
 check "spread load: exit 0" 0 "$?"
@@ -97,6 +100,15 @@ for p in "${PORTS[@]}"; do
   case " ${MASTERS[*]} " in *" $p "*) ;; *) replica_calls=$(( replica_calls + $(evalsha_on "$p") ));; esac
 done
 check "no EVALSHA reached a replica" 0 "$replica_calls"
+# Each script went straight to its slot's master (a connection per master), not through a MOVED:
+# Redis counts a redirected command in rejected_calls, not calls, so the spread alone cannot tell.
+check "spread load: no MOVED or ASK followed (abacus_redis_redirects_total)" "$redirects_before" "$(redirects)"
+rejected=0
+for p in "${MASTERS[@]}"; do
+  r=$(ccli "$p" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:.*rejected_calls=\([0-9]*\).*/\1/p')
+  rejected=$(( rejected + ${r:-0} ))
+done
+check "spread load: no EVALSHA rejected by a master (rejected_calls)" 0 "$rejected"
 
 # ---- one budget per caller: the limiter's second round trip, measured ----
 stop_stack

@@ -241,6 +241,7 @@ done
 
 # ---- bad names: 400 invalid-sum-name, nothing reaches Redis ----
 before=$(keys_now)
+scripts_before=$(evalsha_calls "$MAIN_RPORT")
 long=$(printf 'x%.0s' $(seq 1 65))
 for p in /abacus/sums/ "/abacus/sums/$long" /abacus/sums/a/b /abacus/sums/a/b/number /abacus/sums/a/number/ \
          /abacus/sums/a%2Fb /abacus/sums/%61 /abacus/sums/. /abacus/sums/.. \
@@ -271,6 +272,8 @@ expect_problem "a bad name is refused before auth (like a 404)" 400 invalid-sum-
 g GET /abacus/sums/../../../etc "${U1[@]}"
 check "dot segments above the root: 400 on either front end" 400 "$STATUS"
 check "Redis unchanged by every bad name (keys and DBSIZE)" "$before" "$(keys_now)"
+# Not one script ran: no bad name was served as another sum (the default one's keys exist, and would not change).
+check "no script ran for a bad name (EVALSHA calls)" "$scripts_before" "$(evalsha_calls "$MAIN_RPORT")"
 
 # ---- ABACUS_MAX_SUMS ----
 start_stack small ABACUS_API_KEYS="$USER1" ABACUS_ADMIN_API_KEYS="$ADMIN" ABACUS_MAX_SUMS=3 \

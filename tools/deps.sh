@@ -89,4 +89,26 @@ if [ "${1:-}" = test ] && [ ! -x build/tools/node_modules/.bin/redocly ]; then
      timeout 600 npm install --silent --no-audit --no-fund --prefix . "@redocly/cli@$version" >npm.log 2>&1) ||
     { echo "deps: npm install @redocly/cli@$version failed:" >&2; tail -n 20 build/tools/npm.log >&2; exit 1; }
 fi
+# Stoplight Prism (an OpenAPI validator written in JavaScript, as clients' tools are):
+# tests/it_openapi.sh puts it in proxy mode in front of a stack.
+prism_version() {
+  local v major minor patch
+  v=$(node --version 2>/dev/null | tr -d v)
+  IFS=. read -r major minor patch <<<"${v:-0.0.0}"
+  if [ -z "$v" ] || [ "$major" -lt 16 ]; then echo "none"
+  elif [ "$major" -gt 18 ] || { [ "$major" -eq 18 ] && { [ "$minor" -gt 20 ] ||
+       { [ "$minor" -eq 20 ] && [ "${patch:-0}" -ge 1 ]; }; }; }; then echo 5.16.0
+  else echo 5.7.0      # the last release for Node.js 16-18.20.0 (Debian 12's 18.19)
+  fi
+}
+if [ "${1:-}" = test ] && [ ! -x build/tools/node_modules/.bin/prism ]; then
+  version=$(prism_version)
+  [ "$version" != none ] ||
+    { echo "deps: Prism needs Node.js 16 or later (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
+  echo "deps: installing @stoplight/prism-cli@$version into build/tools (Node.js $(node --version))"
+  mkdir -p build/tools
+  (cd build/tools && timeout 600 npm install --silent --no-audit --no-fund --prefix . \
+     "@stoplight/prism-cli@$version" >npm-prism.log 2>&1) ||
+    { echo "deps: npm install @stoplight/prism-cli@$version failed:" >&2; tail -n 20 build/tools/npm-prism.log >&2; exit 1; }
+fi
 exit 0
