@@ -196,6 +196,12 @@ out=$(in_app app1 abacus-load --target http://app1:8000 --target http://app2:800
 check "compose exec app1 abacus-load --verify through app1 and app2: exit 0" "exit=0" "$(echo "$out" | tail -n 1)"
 check_match "... the sum moved by exactly the acknowledged deltas" 'verify: ok' "$out"
 echo "$out" | grep -E '^(requests|throughput|verify)' | sed 's/^/   load: /'
+# Named sums, in the same deployment: 8 of them, each exact.
+out=$(in_app app1 abacus-load --target http://app1:8000 --target http://app2:8000 --requests 800 --sums 8 \
+  --sum-prefix "ct-$PROJECT" --concurrency 16 --idempotency --delta-range -5:9 --api-key "$KEY" --verify)
+check_match "abacus-load --sums 8 through app1 and app2: each named sum exact" 'verify: ok, each sum moved' "$out"
+check_match "... a named sum read on app2 (GET /abacus/sums/{name})" "\"name\":\"ct-$PROJECT-0\"" \
+  "$(curl -s --max-time 5 -H "X-API-Key: $KEY" "http://127.0.0.1:$APP2/abacus/sums/ct-$PROJECT-0")"
 
 # ---- Redis restarted: the AOF on the volume keeps the sum ----
 say "Redis restarted"
