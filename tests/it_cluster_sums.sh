@@ -133,13 +133,17 @@ stop_stack
 KEY2=cluster-sums-limited-$RANDOM     # a caller with no admission in its window yet
 start_stack limited "${common[@]}" ABACUS_API_KEYS="$KEY2" ABACUS_RATE_LIMIT_SCOPE=caller \
   ABACUS_RATE_LIMIT_REQUESTS=5 ABACUS_RATE_LIMIT_WINDOW_SECONDS=60 || exit 1
+# New sums: each creation (its first call, the registration, the call again) spends one unit, not two.
 codes=""
 for i in 1 2 3 4 5 6 7; do
-  req POST "http://127.0.0.1:$P1/abacus/sums/load-$i/number" -H "X-API-Key: $KEY2" -H "Idempotency-Key: lim-$i" \
+  req POST "http://127.0.0.1:$P1/abacus/sums/limited-$i/number" -H "X-API-Key: $KEY2" -H "Idempotency-Key: lim-$i" \
     -H 'Content-Type: application/json' -d '{"number":1}'
   codes="$codes $STATUS"
 done
-check "scope=caller: 5 admitted over 7 different sums, then 429" " 200 200 200 200 200 429 429" "$codes"
+check "scope=caller: 5 new sums admitted out of 7, then 429" " 200 200 200 200 200 429 429" "$codes"
+created() { ccli "$(owner_of_slot "$(ccli "$SEED" cluster keyslot "{abacus/$1}:sum")")" exists "{abacus/$1}:sum"; }
+check "scope=caller: limited-5 created, the refused limited-6 and -7 not" "1 0 0" \
+  "$(created limited-5) $(created limited-6) $(created limited-7)"
 
 # ---- a slot of named sums migrates during a load (behind nginx: the other front-end kind) ----
 stop_stack
