@@ -85,15 +85,8 @@ LOAD_PID=$!
 sleep 2
 ccli "$TARGET" cluster setslot "$SLOT" importing "$SRC_ID" >/dev/null
 ccli "$OWNER" cluster setslot "$SLOT" migrating "$DST_ID" >/dev/null
-batches=0
-for i in $(seq 1 2000); do
-  keys=$(ccli "$OWNER" cluster getkeysinslot "$SLOT" 50)
-  [ -z "$keys" ] && break
-  # shellcheck disable=SC2086
-  ccli "$OWNER" migrate 127.0.0.1 "$TARGET" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
-  batches=$((batches + 1))
-  sleep 0.02    # a slow migration: requests meet ASK and TRYAGAIN on the way
-done
+# A slow migration: requests meet ASK and TRYAGAIN on the way.
+batches=$(migrate_keys "$SLOT" "$OWNER" "$TARGET" 50 0.02)
 # The new owner first, then the old one, then the rest (the order Redis documents).
 for p in "$TARGET" "$OWNER" "$SEED"; do ccli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
 echo "measured: migrated slot $SLOT ($keys_before keys before the load) in $batches batches"
@@ -135,12 +128,7 @@ req GET "$A/abacus/sum" -H "X-API-Key: $KEY"
 check "ASK: GET /abacus/sum 200 while the slot migrates" 200 "$STATUS"
 check "ASK: the sum read from the importing node" "$sum_before" "$(json current_sum)"
 check_true "ASK: abacus_redis_redirects_total counted it" test "$(redirects_of "$A")" -gt "$redirects_before"
-for i in $(seq 1 500); do
-  keys=$(ccli "$TARGET" cluster getkeysinslot "$SLOT" 500)
-  [ -z "$keys" ] && break
-  # shellcheck disable=SC2086
-  ccli "$TARGET" migrate 127.0.0.1 "$OWNER" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
-done
+migrate_keys "$SLOT" "$TARGET" "$OWNER" 500 0 >/dev/null
 for p in "$OWNER" "$TARGET" "$SEED"; do ccli "$p" cluster setslot "$SLOT" node "$SRC_ID" >/dev/null; done
 check "the slot is back on the first master" "$OWNER" "$(node_of_slot)"
 post "$P2" "$KEY" after-move-back 2

@@ -83,14 +83,20 @@ echo "measured: $NAMES named sums per master: ${per_master[*]}"
 # ---- the EVALSHA calls of a load spread over the masters ----
 redirects() { echo $(( $(curl -s "$A/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') +
                        $(curl -s "$B/metrics" | awk '$1 == "abacus_redis_redirects_total" {print $2}') )); }
+# counted_load NAME: 6,000 additions over the sums from fresh INFO statistics, exact; sets
+# calls (EVALSHA per master) and total.
+counted_load() {
+  local p
+  resetstat
+  load "$TMP/$1.out" --requests 6000 --concurrency 16
+  check "$1 load: exit 0" 0 "$?"
+  check_match "$1 load: every sum exact" 'verify: ok' "$(cat "$TMP/$1.out")"
+  calls=()
+  for p in "${MASTERS[@]}"; do calls+=("$(evalsha_on "$p")"); done
+  total=$(( calls[0] + calls[1] + calls[2] ))
+}
 redirects_before=$(redirects)
-resetstat
-load "$TMP/spread.out" --requests 6000 --concurrency 16
-check "spread load: exit 0" 0 "$?"
-check_match "spread load: every sum exact" 'verify: ok' "$(cat "$TMP/spread.out")"
-calls=()
-for p in "${MASTERS[@]}"; do calls+=("$(evalsha_on "$p")"); done
-total=$(( calls[0] + calls[1] + calls[2] ))
+counted_load spread
 # 6,000 requests plus the verification's 2 x 1,200 reads, one EVALSHA each (scope=sum: no second round trip).
 check_true "spread load: one EVALSHA per request ($total for 6000 + 2400 reads)" test "$total" -ge 8400 -a "$total" -le 8700
 check_true "spread load: every master within ±25 % of the mean (${calls[*]})" within_quarter "${calls[@]}"
@@ -115,13 +121,7 @@ stop_stack
 start_stack percaller "${common[@]}" ABACUS_RATE_LIMIT_SCOPE=caller || exit 1
 A=http://127.0.0.1:$P1
 B=http://127.0.0.1:$P2
-resetstat
-load "$TMP/caller.out" --requests 6000 --concurrency 16
-check "scope=caller load: exit 0" 0 "$?"
-check_match "scope=caller load: every sum exact" 'verify: ok' "$(cat "$TMP/caller.out")"
-calls=()
-for p in "${MASTERS[@]}"; do calls+=("$(evalsha_on "$p")"); done
-total=$(( calls[0] + calls[1] + calls[2] ))
+counted_load caller
 check_true "scope=caller: two EVALSHA per request ($total for 2 x 8400)" test "$total" -ge 16800 -a "$total" -le 17400
 limiter_master=$(owner_of_slot "$(ccli "$SEED" cluster keyslot '{abacus}:rl:x')")
 echo "measured: EVALSHA per master (scope=caller; the limiter's slot on $limiter_master): ${calls[*]};" \
@@ -161,15 +161,7 @@ LOAD_PID=$!
 sleep 2
 ccli "$TARGET" cluster setslot "$SLOT" importing "$SRC_ID" >/dev/null
 ccli "$OWNER" cluster setslot "$SLOT" migrating "$DST_ID" >/dev/null
-batches=0
-for i in $(seq 1 2000); do
-  keys=$(ccli "$OWNER" cluster getkeysinslot "$SLOT" 2)
-  [ -z "$keys" ] && break
-  # shellcheck disable=SC2086
-  ccli "$OWNER" migrate 127.0.0.1 "$TARGET" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
-  batches=$((batches + 1))
-  sleep 0.3     # slowly: the load meets ASK and TRYAGAIN on the way
-done
+batches=$(migrate_keys "$SLOT" "$OWNER" "$TARGET" 2 0.3)   # slowly: the load meets ASK and TRYAGAIN on the way
 for p in "$TARGET" "$OWNER" $(masters "$SEED"); do ccli "$p" cluster setslot "$SLOT" node "$DST_ID" >/dev/null; done
 wait "$LOAD_PID"
 check "slot migration: the load finished" 0 "$?"

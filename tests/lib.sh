@@ -237,6 +237,22 @@ restart_cluster_node() {
   wait_until 5 test -s "$dir/redis.pid" && cat "$dir/redis.pid" >>"$TMP/pids"
   wait_until 5 redis_ping "$(cat "$dir/port")"
 }
+# migrate_keys SLOT FROM TO BATCH PAUSE: moves the keys of SLOT from the master on port
+# FROM to the one on TO (the slot set IMPORTING/MIGRATING before, and SETSLOT NODE
+# after, by the caller), BATCH keys at a time, PAUSE seconds between batches.
+# Prints how many batches it took.
+migrate_keys() {
+  local slot=$1 from=$2 to=$3 batch=$4 pause=$5 n=0 keys i
+  for i in $(seq 1 2000); do
+    keys=$(ccli "$from" cluster getkeysinslot "$slot" "$batch")
+    [ -z "$keys" ] && break
+    # shellcheck disable=SC2086
+    ccli "$from" migrate 127.0.0.1 "$to" "" 0 5000 AUTH "$PW" KEYS $keys >/dev/null
+    n=$((n + 1))
+    sleep "$pause"
+  done
+  echo "$n"
+}
 ccli() { local p=$1; shift; redis-cli --no-auth-warning -a "$PW" -p "$p" "$@" 2>/dev/null; }
 
 redis_ping() { redis-cli -p "$1" ping 2>/dev/null | grep -qE 'PONG|NOAUTH'; }

@@ -106,14 +106,15 @@ print('%.3f' % (float(m.group(1)) * {'us': 0.001, 'ms': 1, 's': 1000}[m.group(2)
 }
 
 # wrk_run NAME SCRIPT: both front ends at once; prints "rps p50_ms p99_ms cpu_us_fe cpu_us_redis".
-wrk_run() {
+wrk_run() { # NAME SCRIPT [script args after the key...]
   local name=$1 script=$2 ports=${PORTS[$1]} dir pids t0 r0 i=0 p
+  shift 2
   eval "dir=\$STACK_$name"
   pids=$(frontend_pids "$dir")
   # shellcheck disable=SC2086
   t0=$(ticks_of $pids); r0=$(ticks_of "$RPID")
   for p in $ports; do
-    wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/tests/bench/$script" "http://127.0.0.1:$p" -- "$KEY" \
+    wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/tests/bench/$script" "http://127.0.0.1:$p" -- "$KEY" "$@" \
       >"$TMP/wrk.$i" 2>&1 &
     i=$((i + 1))
   done
@@ -186,7 +187,7 @@ declare -A LABEL=([abacus_post]=post [hwrite_post]="hello+write POST" [sums_post
 for round in $(seq 1 "$ROUNDS"); do
   want abacus_post && R[abacus_post_$round]=$(wrk_run abacus post.lua)
   want hwrite_post && R[hwrite_post_$round]=$(wrk_run hwrite post.lua)
-  want sums_post && R[sums_post_$round]=$(wrk_run abacus post-sums.lua)
+  want sums_post && R[sums_post_$round]=$(wrk_run abacus post.lua 64)
   want noledger_post && R[noledger_post_$round]=$(wrk_run noledger post.lua)
   want abacus_get && R[abacus_get_$round]=$(wrk_run abacus get.lua)
   want hredis && R[hredis_$round]=$(wrk_run hredis get.lua)
