@@ -9,14 +9,16 @@
  * addition.  The sum never passes through a Lua number: Redis does INCRBY and
  * the script returns the sum as a string.
  *
- * A store owns one hiredis connection.  A broken connection is dropped and
- * re-established on a later call, with capped exponential backoff; while
- * Redis is away calls answer STORE_UNAVAILABLE at once.  No call blocks
- * longer than connect timeout + command timeout.
+ * A store owns one hiredis connection (in a Redis Cluster one per master:
+ * lib/router.c).  A broken connection is dropped and re-established on a
+ * later call, with capped exponential backoff; while Redis is away calls
+ * answer STORE_UNAVAILABLE at once.  No round trip blocks longer than
+ * connect timeout + command timeout.
  *
  * The connection goes to the server REDIS_URL names, or to the master the
  * sentinels name (checked with ROLE; asked again after a failover), or to
- * the Redis Cluster master of the {prefix} slot (CLUSTER SLOTS, MOVED, ASK).
+ * the Redis Cluster master of the slot of the sum's hash tag (CLUSTER SLOTS,
+ * MOVED, ASK).
  * With min_replicas > 0 every write is followed, in the same round trip, by
  * WAIT; too few replicas answers STORE_NOT_REPLICATED.
  *
