@@ -295,7 +295,6 @@ static void handle_delete_sum(struct request *r)
 	set_sum(r, 0, named ? STORE_SET_DELETE : STORE_SET_RESET);
 }
 
-
 /* n decimal digits at s that fit an unsigned 64-bit integer (Redis's ids are two). */
 static bool is_uint64_digits(const char *s, size_t n)
 {
@@ -392,7 +391,7 @@ static void reply_page(struct request *r, const struct store_text *page)
 		size_t need = json_quote_int_members(page->text, page->len, int64_members, NULL);
 
 		if (!text_reserve(&quoted, need)) {
-			/* XXX: no problem of its own for a worker out of memory; a 503 says "retry shortly". */
+			/* A worker out of memory has no problem type of its own: a 503 says "retry shortly". */
 			http_problem(r, PROBLEM_REDIS_UNAVAILABLE, "the worker is out of memory; retry shortly");
 			http_add_header(r, "Retry-After", "1");
 			return;
