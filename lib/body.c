@@ -28,31 +28,21 @@ const char *body_strerror(enum body_err err)
 	return err < BODY_ERR_COUNT ? messages[err] : "unknown error";
 }
 
-/* RFC 8259 allows "-0", which is 0; the scanner has already refused "+", "01" and "1.0". */
-static enum body_err int64_from_token(const char *token, size_t len, int64_t *out)
+/*
+ * A decimal int64 at token (len bytes): BODY_OK, BODY_FIELD_OUT_OF_RANGE, or
+ * not_decimal.  A JSON integer token may be "-0" (RFC 8259: it is 0; the
+ * scanner has already refused "+", "01" and "1.0"); the string form may not.
+ */
+static enum body_err int64_from(const char *token, size_t len, enum decimal_minus_zero minus_zero,
+                                enum body_err not_decimal, int64_t *out)
 {
-	switch (decimal_parse_int64(token, len, DECIMAL_ALLOW_MINUS_ZERO, out)) {
+	switch (decimal_parse_int64(token, len, minus_zero, out)) {
 	case DECIMAL_OK:
 		return BODY_OK;
 	case DECIMAL_OUT_OF_RANGE:
 		return BODY_FIELD_OUT_OF_RANGE;
 	default:
-		return BODY_FIELD_NOT_INTEGER;
-	}
-}
-
-/* A string token ("..." with its quotes) holding a canonical decimal int64, and nothing else. */
-static enum body_err int64_from_string_token(const char *token, size_t len, int64_t *out)
-{
-	if (len < 2)
-		return BODY_FIELD_NOT_DECIMAL;
-	switch (decimal_parse_int64(token + 1, len - 2, DECIMAL_REFUSE_MINUS_ZERO, out)) {
-	case DECIMAL_OK:
-		return BODY_OK;
-	case DECIMAL_OUT_OF_RANGE:
-		return BODY_FIELD_OUT_OF_RANGE;
-	default:
-		return BODY_FIELD_NOT_DECIMAL;
+		return not_decimal;
 	}
 }
 
@@ -80,11 +70,13 @@ enum body_err body_parse_int64_field_as(const char *buf, size_t len, const char 
 		return BODY_FIELD_MISSING;
 	if (m.count > 1)
 		return BODY_FIELD_DUPLICATE;
+	/* The string form: the token with its quotes, holding a canonical decimal and nothing else. */
 	if (form == BODY_INT64_NUMBER_OR_STRING && m.type == JSON_TYPE_STRING)
-		return int64_from_string_token(m.value, m.len, out);
+		return m.len < 2 ? BODY_FIELD_NOT_DECIMAL
+		                 : int64_from(m.value + 1, m.len - 2, DECIMAL_REFUSE_MINUS_ZERO, BODY_FIELD_NOT_DECIMAL, out);
 	if (m.type != JSON_TYPE_INTEGER)
 		return form == BODY_INT64_NUMBER_OR_STRING ? BODY_FIELD_NOT_DECIMAL : BODY_FIELD_NOT_INTEGER;
-	return int64_from_token(m.value, m.len, out);
+	return int64_from(m.value, m.len, DECIMAL_ALLOW_MINUS_ZERO, BODY_FIELD_NOT_INTEGER, out);
 }
 
 bool body_media_type_is_json(const char *content_type)
