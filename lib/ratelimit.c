@@ -110,13 +110,11 @@ static const char *rate_limit_value(char out[64], long remaining, long reset)
 	return out;
 }
 
-size_t ratelimit_key(const char *prefix, const struct caller *caller, char *out)
+size_t ratelimit_key(const char *tag, const struct caller *caller, char *out)
 {
-	char *at = out;
+	char *at = stpcpy(out, tag);
 
-	*at++ = '{';
-	at = stpcpy(at, prefix);
-	at = stpcpy(at, "}:rl:");
+	at = stpcpy(at, ":rl:");
 	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
 	return (size_t)(at - out);
 }

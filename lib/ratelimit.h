@@ -29,10 +29,16 @@ struct ratelimit_budget {
 	bool remembered;        /* answered from this worker's memory, without Redis */
 };
 
-#define RATELIMIT_KEY_MAX (CONFIG_PREFIX_MAX + 2 + 4 + sizeof(((struct caller *)0)->limit_id))
+/* The longest hash tag: "{prefix/name}" (a named sum's, lib/store.c). */
+#define RATELIMIT_TAG_MAX (CONFIG_PREFIX_MAX + SUMNAME_MAX + 3)
+#define RATELIMIT_KEY_MAX (RATELIMIT_TAG_MAX + 4 + sizeof(((struct caller *)0)->limit_id))
 
-/* "{prefix}:rl:<identity>" into out (RATELIMIT_KEY_MAX bytes); returns its length. */
-size_t ratelimit_key(const char *prefix, const struct caller *caller, char *out);
+/*
+ * "<tag>:rl:<identity>" into out (RATELIMIT_KEY_MAX bytes); returns its
+ * length.  tag is the hash tag of the budget: "{prefix}" (one per caller), or
+ * a named sum's "{prefix/name}" (one per caller and sum).
+ */
+size_t ratelimit_key(const char *tag, const struct caller *caller, char *out);
 
 /*
  * The verdict from the script's reply: a refusal ("limited <reset_us>

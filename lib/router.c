@@ -159,8 +159,10 @@ static void learn_from(struct router *r, struct transport *tr, unsigned slot, re
 		r->stale = true;
 }
 
-redisReply *router_call(struct router *r, unsigned slot, struct script_call *call)
+redisReply *router_call(struct router *r, struct script_call *call)
 {
+	/* Outside a Cluster there is one connection: no slot to work out (a CRC16 per request saved). */
+	unsigned slot = r->cluster && call->nkeys > 0 ? topology_key_slot(call->argv[3], call->argvlen[3]) : 0;
 	struct transport *tr = router_pick(r, slot);
 	redisReply *reply = call_run(tr, call);
 

@@ -43,8 +43,11 @@ void router_free(struct router *r);
 /* The connection for a slot: its master's in a Cluster (the table asked for first if needed). */
 struct transport *router_pick(struct router *r, unsigned slot);
 
-/* Runs a script on its slot's master (call_run), and learns from where it had to go. */
-redisReply *router_call(struct router *r, unsigned slot, struct script_call *call);
+/*
+ * Runs a script on the master of its keys' slot (they share one hash tag:
+ * the first key's; call_run), and learns from where it had to go.
+ */
+redisReply *router_call(struct router *r, struct script_call *call);
 
 /* Successful (re)connections over every connection (the first of each not counted). */
 unsigned long router_reconnects(const struct router *r);

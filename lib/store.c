@@ -23,7 +23,7 @@
 struct store {
 	struct store_options opt;
 	char prefix[CONFIG_PREFIX_MAX + 1];
-	char sum_key[KEY_MAX];          /* {prefix}:sum */
+	char default_tag[RATELIMIT_TAG_MAX + 1]; /* "{prefix}": the default sum's hash tag, the caller's budget's */
 	/* Attempt tokens (see lib/store.h, resends): a random start, then one per change. */
 	uint64_t token_next;
 	char scripts[SCRIPT_COUNT][SCRIPT_MAX]; /* what every connection loads */
@@ -86,8 +86,8 @@ struct store *store_new(const struct store_options *opt)
 	store->opt = *opt;
 	snprintf(store->prefix, sizeof(store->prefix), "%s", opt->prefix);
 	store->opt.prefix = store->prefix;
-	snprintf(store->sum_key, sizeof(store->sum_key), "{%s}:sum", store->prefix);
-	store->default_slot = topology_key_slot(store->sum_key, strlen(store->sum_key));
+	snprintf(store->default_tag, sizeof(store->default_tag), "{%s}", store->prefix);
+	store->default_slot = topology_key_slot(store->default_tag, strlen(store->default_tag));
 	if (getrandom(&store->token_next, sizeof(store->token_next), 0) != sizeof(store->token_next))
 		store->token_next = ((uint64_t)getpid() << 32) ^ transport_now_us();
 	memset(&tr, 0, sizeof(tr));
@@ -335,12 +335,12 @@ static enum store_status finish(redisReply *reply, const struct store *store,
  */
 struct sum_keys {
 	bool named;
-	char tag[CONFIG_PREFIX_MAX + SUMNAME_MAX + 4];
+	char tag[RATELIMIT_TAG_MAX + 1];
 	size_t tag_len;
 	char sum[KEY_MAX];              /* <tag>:sum */
-	char ledger[KEY_MAX];           /* <tag>:ledger */
-	char reg[KEY_MAX];              /* <tag>:reg: the registration's token (named sums) */
-	char rl[KEY_MAX];               /* the limiter's key for this caller and sum */
+	char ledger[KEY_MAX];           /* <tag>:ledger (filled by the calls that use it) */
+	char reg[KEY_MAX];              /* <tag>:reg: the registration's token (named sums; changes) */
+	char rl[RATELIMIT_KEY_MAX];     /* the limiter's key for this caller and sum */
 	size_t rl_len;
 	bool rl_apart;                  /* the limiter lives in another slot: run it first, alone */
 	char name[SUMNAME_MAX + 1];     /* "default" for the default sum */
@@ -357,44 +357,41 @@ static size_t tag_key(const struct sum_keys *k, const char *suffix, char *out)
 	return (size_t)(at - out);
 }
 
-/* The caller's limiter key: "{prefix}:rl:<id>", or under the sum's tag with one budget per sum. */
-static void limiter_key(const struct store *store, struct sum_keys *k, const struct caller *caller)
-{
-	char *at = k->rl;
-
-	if (k->named && store->opt.rate_limit_per_sum) {
-		at += tag_key(k, ":rl:", at);
-	} else {
-		*at++ = '{';
-		at = stpcpy(at, store->prefix);
-		at = stpcpy(at, "}:rl:");
-	}
-	at = stpcpy(at, caller->limit_id[0] != '\0' ? caller->limit_id : "-");
-	k->rl_len = (size_t)(at - k->rl);
-	/* In a Cluster a script may touch one slot only: the caller's budget is elsewhere. */
-	k->rl_apart = k->named && !store->opt.rate_limit_per_sum &&
-	              store->opt.target.mode == REDIS_MODE_CLUSTER && store->opt.rate_limit_requests > 0;
-}
-
-/* The keys of sum `name` (NULL: the default sum); false for a name outside the rules (never the default sum's). */
+/*
+ * The keys of sum `name` (NULL: the default sum) every call needs: its tag,
+ * its value, the caller's limiter (the caller's budget, "{prefix}:rl:<id>",
+ * or with one budget per sum under the sum's tag).  A change adds its
+ * ledger's and registration's (change_keys).  No printf: this runs on every
+ * request.  False for a name outside the rules (never the default sum's).
+ */
 static bool sum_keys(const struct store *store, const char *name, const struct caller *caller,
                      struct sum_keys *k)
 {
 	size_t len = name != NULL ? strnlen(name, SUMNAME_MAX + 1) : 0;
-	int n;
+	char *at;
 
 	if (name != NULL && !sumname_valid(name, len))
 		return false;
 	k->named = name != NULL && !sumname_is_default(name, len);
-	n = k->named ? snprintf(k->tag, sizeof(k->tag), "{%s/%s}", store->prefix, name)
-	             : snprintf(k->tag, sizeof(k->tag), "{%s}", store->prefix);
-	k->tag_len = n > 0 ? (size_t)n : 0;
-	snprintf(k->name, sizeof(k->name), "%s", k->named ? name : SUMNAME_DEFAULT);
+	if (k->named) {
+		at = stpcpy(k->tag, "{");
+		at = stpcpy(at, store->prefix);
+		*at++ = '/';
+		memcpy(at, name, len);
+		at = stpcpy(at + len, "}");
+		memcpy(k->name, name, len + 1);
+	} else {
+		at = stpcpy(k->tag, store->default_tag);
+		memcpy(k->name, SUMNAME_DEFAULT, sizeof(SUMNAME_DEFAULT));
+	}
+	k->tag_len = (size_t)(at - k->tag);
 	k->caller = caller;
 	tag_key(k, ":sum", k->sum);
-	tag_key(k, ":ledger", k->ledger);
-	tag_key(k, ":reg", k->reg);
-	limiter_key(store, k, caller);
+	k->rl_len = ratelimit_key(k->named && store->opt.rate_limit_per_sum ? k->tag : store->default_tag, caller,
+	                          k->rl);
+	/* In a Cluster a script may touch one slot only: the caller's budget is elsewhere. */
+	k->rl_apart = k->named && !store->opt.rate_limit_per_sum &&
+	              store->opt.target.mode == REDIS_MODE_CLUSTER && store->opt.rate_limit_requests > 0;
 	return true;
 }
 
@@ -459,23 +456,11 @@ static const char *key_id_or_dash(const struct caller *caller)
 	return caller->key_id[0] != '\0' ? caller->key_id : "-";
 }
 
-/* The slot of a call's keys (they share one hash tag): where it must run in a Cluster. */
-static unsigned call_slot(const struct script_call *call)
-{
-	return call->nkeys > 0 ? topology_key_slot(call->argv[3], call->argvlen[3]) : 0;
-}
-
-/* Runs a call on its keys' master and returns its reply (NULL: none came). */
-static redisReply *call_on_slot(struct store *store, struct script_call *call)
-{
-	return router_call(&store->router, call_slot(call), call);
-}
-
 /* Runs a call and decodes its reply. */
 static enum store_status run(struct store *store, struct script_call *call, struct store_result *res,
                              const char *op, struct reply_extra *extra)
 {
-	return finish(call_on_slot(store, call), store, call, res, op, extra);
+	return finish(router_call(&store->router, call), store, call, res, op, extra);
 }
 
 /*
@@ -585,7 +570,7 @@ enum store_status store_sum_ledger(struct store *store, const char *name, const 
 		return STORE_NOT_FOUND;
 	/* KEYS: ledger, sum, [rl].  ARGV: after ('-': from the oldest), count, named (lib/lua/ledger.lua). */
 	args_start(&a);
-	push_key(&a, k.ledger, strlen(k.ledger));
+	push_key(&a, k.ledger, tag_key(&k, ":ledger", k.ledger));
 	push_key(&a, k.sum, strlen(k.sum));
 	push_limiter_key(&a, &k);
 	push_str(&a, after[0] != '\0' ? after : "-");
@@ -670,7 +655,7 @@ static redisReply *registry_call(struct store *store, const char *op, const char
 	call_with(call, SCRIPT_REGISTRY, &a);
 	/* A name must outlive a failover as the sum does. */
 	call->wait = store->opt.min_replicas > 0;
-	return call_on_slot(store, call);
+	return router_call(&store->router, call);
 }
 
 /* A registry call's answer that is neither ok nor full: logged, and what it means. */
@@ -760,8 +745,8 @@ static void push_change_keys(struct change *ch, size_t record_len)
 {
 	push_key(&ch->a, ch->k.sum, strlen(ch->k.sum));
 	push_key(&ch->a, ch->record, record_len);
-	push_key(&ch->a, ch->k.ledger, strlen(ch->k.ledger));
-	push_key(&ch->a, ch->k.reg, strlen(ch->k.reg));
+	push_key(&ch->a, ch->k.ledger, tag_key(&ch->k, ":ledger", ch->k.ledger));
+	push_key(&ch->a, ch->k.reg, tag_key(&ch->k, ":reg", ch->k.reg));
 	push_limiter_key(&ch->a, &ch->k);
 }
 

@@ -105,9 +105,9 @@ START_TEST(test_ratelimit_key_and_verdicts)
 	struct ratelimit_budget b;
 	char key[RATELIMIT_KEY_MAX];
 
-	ck_assert_int_eq(ratelimit_key("abacus", &who, key), strlen("{abacus}:rl:k:1a2b3c4d"));
+	ck_assert_int_eq(ratelimit_key("{abacus}", &who, key), strlen("{abacus}:rl:k:1a2b3c4d"));
 	ck_assert_str_eq(key, "{abacus}:rl:k:1a2b3c4d");
-	ratelimit_key("p", &nobody, key);
+	ratelimit_key("{p}", &nobody, key);
 	ck_assert_str_eq(key, "{p}:rl:-");
 	ck_assert(ratelimit_refusal(59000001, 1, &b));
 	ck_assert(b.limited && b.remaining == 0 && b.reset_seconds == 60 && b.retry_after_seconds == 1);
