@@ -158,54 +158,13 @@ static void reply_sum(struct request *r, const char *message, const char *field,
 
 /* ---- one store call per request ---- */
 
-/* What a handler asks of the store. */
-enum sum_call { SUM_GET, SUM_ADD, SUM_SET, SUM_LEDGER, SUM_LIST };
-
-struct sum_request {
-	enum sum_call call;
-	const char *name;               /* NULL: the default sum (the original routes) */
-	const struct idem_key *key;     /* SUM_ADD */
-	int64_t value;                  /* SUM_ADD: the delta; SUM_SET: the value */
-	enum store_set_op op;           /* SUM_SET */
-	const char *after;              /* SUM_LEDGER, SUM_LIST: the page starts after it ("" first) */
-	long limit;                     /* SUM_LEDGER, SUM_LIST: the page's size */
-	struct store_text *page;        /* SUM_LEDGER: the page's JSON */
-	struct store_sum_entry *entries;/* SUM_LIST: room for limit of them */
-	size_t count;                   /* SUM_LIST: how many came */
-	char next[SUMNAME_MAX + 1];     /* SUM_LIST: where the next page starts ("": none follows) */
-};
-
-static enum store_status call_store(struct request *r, struct sum_request *q, struct store_result *res)
-{
-	struct store *s = worker.store;
-
-	switch (q->call) {
-	case SUM_GET:
-		return store_sum_get(s, q->name, &r->caller, res);
-	case SUM_ADD:
-		return store_sum_add(s, q->name, &r->caller, q->key, q->value, r->request_id, res);
-	case SUM_SET:
-		return store_sum_set(s, q->name, &r->caller, q->value, q->op, r->request_id, res);
-	case SUM_LEDGER:
-		return store_sum_ledger(s, q->name, &r->caller, q->after, q->limit, res, q->page);
-	case SUM_LIST:
-		return store_list(s, &r->caller, q->after, q->limit, q->entries, &q->count, q->next, res);
-	}
-	return STORE_UNAVAILABLE;
-}
-
 /*
- * The request's store call, then its RateLimit headers.  The store answers
- * a caller it refused a moment ago from this worker's memory, without a
- * round trip (lib/ratelimit.h, the local refusal; lib/store.c keeps it, per
- * budget: not for a named sum with one budget per caller and sum).
+ * A store call's answer with its RateLimit headers added: every handler's
+ * store call goes through it.  (The store answers a caller it refused a
+ * moment ago from this worker's memory, without a round trip: lib/store.c.)
  */
-static enum store_status limited_store_call(struct request *r, struct sum_request *q, struct store_result *res)
+static enum store_status rate_limited(struct request *r, enum store_status status, const struct store_result *res)
 {
-	enum store_status status;
-
-	memset(res, 0, sizeof(*res));
-	status = call_store(r, q, res);
 	ratelimit_add_headers(r, &worker.cfg, status, &res->budget);
 	return status;
 }
@@ -215,12 +174,12 @@ static enum store_status limited_store_call(struct request *r, struct sum_reques
 /* GET /abacus/sum, GET /abacus/sums/{name} (404 sum-not-found for a named sum that does not exist). */
 static void handle_get_sum(struct request *r)
 {
-	struct sum_request q = { .call = SUM_GET, .name = sum_name(r) };
 	struct store_result res;
 
 	if (!caller_or_problem(r, AUTH_ANY, plain_params(r)))
 		return;
-	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
+	if (!store_ok_or_problem(r, rate_limited(r, store_sum_get(worker.store, sum_name(r), &r->caller, &res), &res),
+	                         false, &res))
 		return;
 	reply_sum(r, NULL, "current_sum", res.sum);
 }
@@ -229,36 +188,37 @@ static void handle_get_sum(struct request *r)
 static void handle_post_number(struct request *r)
 {
 	struct idem_key key;
-	struct sum_request q = { .call = SUM_ADD, .name = sum_name(r), .key = &key };
 	struct store_result res;
 	enum store_status status;
+	int64_t number;
 
 	if (!caller_or_problem(r, AUTH_ANY, plain_params(r)))
 		return;
-	if (!body_int64_or_problem(r, "number", &q.value))
+	if (!body_int64_or_problem(r, "number", &number))
 		return;
 	if (!idem_key_or_problem(r, worker.cfg.idempotency_required, &key))
 		return;
-	status = limited_store_call(r, &q, &res);
+	status = rate_limited(r, store_sum_add(worker.store, sum_name(r), &r->caller, &key, number, r->request_id, &res),
+	                      &res);
 	/* Applied, though not confirmed by replicas: still its one sum_added. */
 	if (status == STORE_NOT_REPLICATED && !res.replayed)
-		log_change(r, "sum_added", true, q.value, res.sum, false);
+		log_change(r, "sum_added", true, number, res.sum, false);
 	if (!store_ok_or_problem(r, status, key.len > 0, &res))
 		return;
 	if (status == STORE_REPLAYED) {
 		http_add_header(r, "Idempotent-Replayed", "true");
 		metrics_inc(METRICS_IDEMPOTENT_REPLAYS);
 	}
-	log_change(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", true, q.value, res.sum, true);
+	log_change(r, status == STORE_REPLAYED ? "idempotent_replay" : "sum_added", true, number, res.sum, true);
 	reply_sum(r, "Number added successfully.", "current_sum", res.sum);
 }
 
 /* PUT (STORE_SET_VALUE), DELETE (STORE_SET_RESET; STORE_SET_DELETE for a named sum). */
 static void set_sum(struct request *r, int64_t value, enum store_set_op op)
 {
-	struct sum_request q = { .call = SUM_SET, .name = sum_name(r), .value = value, .op = op };
 	struct store_result res;
-	enum store_status status = limited_store_call(r, &q, &res);
+	enum store_status status = rate_limited(r, store_sum_set(worker.store, sum_name(r), &r->caller, value, op,
+	                                                         r->request_id, &res), &res);
 	bool deleted = op == STORE_SET_DELETE;
 	const char *event = deleted ? "sum_deleted" : "sum_set";
 
@@ -335,30 +295,42 @@ static bool limit_or_problem(struct request *r, long dflt, long max, const char 
 	return true;
 }
 
+/*
+ * The optional query parameter `name` into out (cap bytes, "" when absent)
+ * when valid() accepts it, or a 400 problem with detail (also when repeated).
+ */
+static bool query_text_or_problem(struct request *r, const char *name, bool (*valid)(const char *, size_t),
+                                  char *out, size_t cap, const char *detail)
+{
+	const char *v;
+	size_t len;
+	enum http_query q = http_query_get(r, name, &v, &len);
+
+	out[0] = '\0';
+	if (q == HTTP_QUERY_REPEATED || (q == HTTP_QUERY_ONE && (len >= cap || !valid(v, len)))) {
+		http_problem(r, PROBLEM_INVALID_QUERY, detail);
+		return false;
+	}
+	if (q == HTTP_QUERY_ONE) {
+		memcpy(out, v, len);
+		out[len] = '\0';
+	}
+	return true;
+}
+
 /* ?after=<entry id>&limit=<1..1000> (both optional; limit 100; int64=string too) or a 400 problem. */
 static bool ledger_query_or_problem(struct request *r, char *after, size_t cap, long *limit)
 {
 	static const char *const names[] = { "after", "limit", "int64", NULL };
-	const char *v;
-	size_t len;
-	enum http_query q;
 
 	if (!http_query_only(r, names)) {
 		http_problem(r, PROBLEM_INVALID_QUERY,
 		             "the ledger takes after=<entry id>, limit=<1-1000> and int64=string, once each");
 		return false;
 	}
-	after[0] = '\0';
-	q = http_query_get(r, "after", &v, &len);
-	if (q == HTTP_QUERY_REPEATED || (q == HTTP_QUERY_ONE && (len >= cap || !is_entry_id(v, len)))) {
-		http_problem(r, PROBLEM_INVALID_QUERY, "after must be an entry id as the ledger gives them (<ms>-<seq>)");
-		return false;
-	}
-	if (q == HTTP_QUERY_ONE) {
-		memcpy(after, v, len);
-		after[len] = '\0';
-	}
-	return limit_or_problem(r, 100, STORE_LEDGER_LIMIT_MAX, "limit must be an integer from 1 to 1000", limit);
+	return query_text_or_problem(r, "after", is_entry_id, after, cap,
+	                             "after must be an entry id as the ledger gives them (<ms>-<seq>)") &&
+	       limit_or_problem(r, 100, STORE_LEDGER_LIMIT_MAX, "limit must be an integer from 1 to 1000", limit);
 }
 
 /* Room for n bytes in t (grown, never shrunk); false when out of memory. */
@@ -415,18 +387,19 @@ static void handle_get_ledger(struct request *r)
 {
 	static struct store_text page;
 	char after[48];
-	struct sum_request q = { .call = SUM_LEDGER, .name = sum_name(r), .after = after, .page = &page };
 	struct store_result res;
+	long limit;
 
 	if (!caller_or_problem(r, AUTH_ADMIN, NULL))
 		return;
-	if (!ledger_query_or_problem(r, after, sizeof(after), &q.limit))
+	if (!ledger_query_or_problem(r, after, sizeof(after), &limit))
 		return;
 	if (worker.cfg.ledger_retention_seconds == 0) {
 		http_problem(r, PROBLEM_LEDGER_OFF, "ABACUS_LEDGER_RETENTION_SECONDS is 0");
 		return;
 	}
-	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
+	if (!store_ok_or_problem(r, rate_limited(r, store_sum_ledger(worker.store, sum_name(r), &r->caller, after, limit,
+	                                                             &res, &page), &res), false, &res))
 		return;
 	reply_page(r, &page);
 }
@@ -435,26 +408,15 @@ static void handle_get_ledger(struct request *r)
 static bool list_query_or_problem(struct request *r, char cursor[SUMNAME_MAX + 1], long *limit)
 {
 	static const char *const names[] = { "limit", "cursor", "int64", NULL };
-	const char *v;
-	size_t len;
-	enum http_query q;
 
 	if (!http_query_only(r, names)) {
 		http_problem(r, PROBLEM_INVALID_QUERY,
 		             "the listing takes limit=<1-100>, cursor=<a name> and int64=string, once each");
 		return false;
 	}
-	cursor[0] = '\0';
-	q = http_query_get(r, "cursor", &v, &len);
-	if (q == HTTP_QUERY_REPEATED || (q == HTTP_QUERY_ONE && !sumname_valid(v, len))) {
-		http_problem(r, PROBLEM_INVALID_QUERY, "cursor must be a name, as the listing's next gives it");
-		return false;
-	}
-	if (q == HTTP_QUERY_ONE) {
-		memcpy(cursor, v, len);
-		cursor[len] = '\0';
-	}
-	return limit_or_problem(r, 50, STORE_LIST_LIMIT_MAX, "limit must be an integer from 1 to 100", limit);
+	return query_text_or_problem(r, "cursor", sumname_valid, cursor, SUMNAME_MAX + 1,
+	                             "cursor must be a name, as the listing's next gives it") &&
+	       limit_or_problem(r, 50, STORE_LIST_LIMIT_MAX, "limit must be an integer from 1 to 100", limit);
 }
 
 /*
@@ -463,15 +425,14 @@ static bool list_query_or_problem(struct request *r, char cursor[SUMNAME_MAX + 1
  * answers 500 sum-not-integer); next, when more follow, is the last name the
  * page looked at, to pass as the cursor.
  */
-static void reply_listing(struct request *r, const struct sum_request *q)
+static void reply_listing(struct request *r, const struct store_sum_entry *entries, size_t count, const char *next)
 {
 	static char body[STORE_LIST_LIMIT_MAX * (SUMNAME_MAX + 64) + SUMNAME_MAX + 64];
 	const char *quote = r->int64_as_string ? "\"" : "";
-	size_t count = q->count < (size_t)q->limit ? q->count : (size_t)q->limit;
 	char *at = stpcpy(body, "{\"sums\":[");
 
 	for (size_t i = 0; i < count; i++) {
-		const struct store_sum_entry *e = &q->entries[i];
+		const struct store_sum_entry *e = &entries[i];
 
 		at = stpcpy(at, i > 0 ? ",{\"name\":\"" : "{\"name\":\"");
 		at = stpcpy(at, e->name);       /* the registry holds valid names only: nothing to escape */
@@ -486,9 +447,9 @@ static void reply_listing(struct request *r, const struct sum_request *q)
 		at = stpcpy(at, "}");
 	}
 	/* A page can be short, even empty, while more follow (names being created or deleted: lib/store.h). */
-	if (q->next[0] != '\0') {
+	if (next[0] != '\0') {
 		at = stpcpy(at, "],\"next\":\"");
-		at = stpcpy(at, q->next);
+		at = stpcpy(at, next);
 		at = stpcpy(at, "\"}");
 	} else {
 		at = stpcpy(at, "],\"next\":null}");
@@ -503,17 +464,19 @@ static void reply_listing(struct request *r, const struct sum_request *q)
 static void handle_get_sums(struct request *r)
 {
 	static struct store_sum_entry entries[STORE_LIST_LIMIT_MAX];
-	char cursor[SUMNAME_MAX + 1];
-	struct sum_request q = { .call = SUM_LIST, .after = cursor, .entries = entries };
+	char cursor[SUMNAME_MAX + 1], next[SUMNAME_MAX + 1];
 	struct store_result res;
+	size_t count;
+	long limit;
 
 	if (!caller_or_problem(r, AUTH_ANY, NULL))
 		return;
-	if (!list_query_or_problem(r, cursor, &q.limit))
+	if (!list_query_or_problem(r, cursor, &limit))
 		return;
-	if (!store_ok_or_problem(r, limited_store_call(r, &q, &res), false, &res))
+	if (!store_ok_or_problem(r, rate_limited(r, store_list(worker.store, &r->caller, cursor, limit, entries, &count,
+	                                                       next, &res), &res), false, &res))
 		return;
-	reply_listing(r, &q);
+	reply_listing(r, entries, count, next);
 }
 
 
