@@ -342,6 +342,7 @@ struct sum_keys {
 	char reg[KEY_MAX];              /* <tag>:reg: the registration's token (named sums; changes) */
 	char rl[RATELIMIT_KEY_MAX];     /* the limiter's key for this caller and sum */
 	size_t rl_len;
+	bool own_budget;                /* a named sum with one budget per caller and sum (ABACUS_RATE_LIMIT_SCOPE=sum) */
 	bool rl_apart;                  /* the limiter lives in another slot: run it first, alone */
 	char name[SUMNAME_MAX + 1];     /* "default" for the default sum */
 	const struct caller *caller;
@@ -387,11 +388,11 @@ static bool sum_keys(const struct store *store, const char *name, const struct c
 	k->tag_len = (size_t)(at - k->tag);
 	k->caller = caller;
 	tag_key(k, ":sum", k->sum);
-	k->rl_len = ratelimit_key(k->named && store->opt.rate_limit_per_sum ? k->tag : store->default_tag, caller,
-	                          k->rl);
+	k->own_budget = k->named && store->opt.rate_limit_per_sum;
+	k->rl_len = ratelimit_key(k->own_budget ? k->tag : store->default_tag, caller, k->rl);
 	/* In a Cluster a script may touch one slot only: the caller's budget is elsewhere. */
-	k->rl_apart = k->named && !store->opt.rate_limit_per_sum &&
-	              store->opt.target.mode == REDIS_MODE_CLUSTER && store->opt.rate_limit_requests > 0;
+	k->rl_apart = k->named && !k->own_budget && store->opt.target.mode == REDIS_MODE_CLUSTER &&
+	              store->opt.rate_limit_requests > 0;
 	return true;
 }
 
@@ -496,7 +497,7 @@ static bool refusal_remembered(struct store *store, const struct sum_keys *k, st
 		ratelimit_forget_refusals();
 	}
 	*asked_at_us = ratelimit_clock_us();
-	return store->opt.rate_limit_requests > 0 && !(k->named && store->opt.rate_limit_per_sum) &&
+	return store->opt.rate_limit_requests > 0 && !k->own_budget &&
 	       ratelimit_refused_here(k->caller, *asked_at_us, &res->budget);
 }
 
@@ -524,7 +525,7 @@ static enum store_status run_for_sum(struct store *store, const struct sum_keys 
 			res->budget = budget;
 		}
 	}
-	if (status == STORE_RATE_LIMITED && !(k->named && store->opt.rate_limit_per_sum))
+	if (status == STORE_RATE_LIMITED && !k->own_budget)
 		ratelimit_remember_refusal(k->caller, asked_at_us, &res->budget);
 	return status;
 }
