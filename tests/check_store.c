@@ -728,6 +728,31 @@ START_TEST(test_store_named_delete_keeps_a_newer_registration)
 }
 END_TEST
 
+/* What a DELETE leaves (docs/API.md): the ledger expires after the retention, the records replay. */
+START_TEST(test_store_named_delete_leaves)
+{
+	struct store *s = open_store(0, 60);
+	struct store_result res;
+	struct idem_key k = key("before-delete");
+	char ledger[128];
+
+	ck_assert_int_eq(store_sum_add(s, "left", &alice, &k, 4, "r1", &res), STORE_OK);
+	snprintf(ledger, sizeof(ledger), "{%s/left}:ledger", prefix);
+	ck_assert_int_eq(raw_int2("PTTL %s", ledger, ""), -1);
+	ck_assert_int_eq(store_sum_set(s, "left", &alice, 0, STORE_SET_DELETE, "r2", &res), STORE_OK);
+	/* The ledger goes a retention (3600 s here) after the delete... */
+	ck_assert(raw_int2("PTTL %s", ledger, "") > 3500000 && raw_int2("PTTL %s", ledger, "") <= 3600000);
+	/* ...and the key of an addition made before it replays that addition, adding nothing to a new sum. */
+	ck_assert_int_eq(store_sum_add(s, "left", &alice, &k, 4, "r3", &res), STORE_REPLAYED);
+	ck_assert_int_eq(res.sum, 4);
+	ck_assert_int_eq(store_sum_get(s, "left", &alice, &res), STORE_NOT_FOUND);
+	/* Created again: its ledger is kept again. */
+	ck_assert_int_eq(store_sum_set(s, "left", &alice, 7, STORE_SET_VALUE, "r4", &res), STORE_OK);
+	ck_assert_int_eq(raw_int2("PTTL %s", ledger, ""), -1);
+	store_free(s);
+}
+END_TEST
+
 /* A name registered without a sum (a creation that failed after registering) goes once it is old. */
 START_TEST(test_store_named_ghosts_are_removed)
 {
@@ -910,6 +935,7 @@ static Suite *store_suite(void)
 	tcase_add_test(core, test_store_named_delete_keeps_a_newer_registration);
 	tcase_add_test(core, test_store_list_pages_through_every_name);
 	tcase_add_test(core, test_store_named_ghosts_are_removed);
+	tcase_add_test(core, test_store_named_delete_leaves);
 	tcase_add_test(limits, test_store_named_rate_limit_scope);
 	tcase_add_test(core, test_store_named_ledger);
 	tcase_add_test(limits, test_store_refused_changes_append_nothing);
