@@ -58,6 +58,8 @@ import socket
 import sys
 import time
 
+from inflight import read_to_close
+
 IP_BIND_ADDRESS_NO_PORT = 24   # Linux: pick the source port at connect, per 4-tuple
 
 HALF = b"GET /abacus/sum HTTP/1.1\r\nHost: x\r\n"
@@ -267,13 +269,7 @@ def client(a):
 
 def read_answer(sock):
     """The whole answer on a Connection: close socket: (status, headers, body)."""
-    out = b""
-    while True:
-        b = sock.recv(65536)
-        if not b:
-            break
-        out += b
-    head, _, body = out.partition(b"\r\n\r\n")
+    head, _, body = read_to_close(sock).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ", 2)[1] if lines[0].startswith("HTTP/") else "no-answer"
     headers = {}

@@ -17,6 +17,16 @@ import socket
 import time
 
 
+def read_to_close(sock):
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def refused(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -51,12 +61,7 @@ def main():
         if a.until_refused:
             print("listener closed" if time.time() < deadline else "listener never closed", flush=True)
         s.sendall(body[8:])
-        reply = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_to_close(s)
         print(reply.split(b"\r\n", 1)[0].decode(errors="replace") or "no answer (connection closed)")
     except OSError as e:
         print("no answer (%s)" % e)
